@@ -1,0 +1,132 @@
+//! How long, and how much, a lingering close may read before it gives up.
+
+use std::time::Duration;
+
+/// When a connection lingers on close (nginx's `lingering_close` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LingerMode {
+    /// Never linger: half-close and close at once, as hyper does on its own.
+    Off,
+    /// Linger when input is unread or may still arrive: the peer has sent
+    /// bytes on this connection (a request, an upload, a pipelined request)
+    /// and has not closed its side, or the middleware marked the connection.
+    /// A peer that already closed, or never sent a byte, is closed at once.
+    #[default]
+    On,
+    /// Linger on every close whose read side is still open, even for a peer
+    /// that never sent a byte.
+    Always,
+}
+
+/// Bounds of a lingering close. Every linger ends at the first bound reached:
+/// the peer closes (EOF), a read fails, no input for [`idle_timeout`], the
+/// [`deadline`] since the half-close passes, or [`max_bytes`] are discarded.
+/// No setting makes a linger unbounded.
+///
+/// The defaults follow the servers that have done this for decades:
+///
+/// | bound | default | anchor |
+/// |---|---|---|
+/// | [`idle_timeout`] | 5 s ([`DEFAULT_IDLE_TIMEOUT`]) | nginx `lingering_timeout` 5 s; several TCP retransmission timeouts, so a client on a lossy link still gets its chance |
+/// | [`deadline`] | 30 s ([`DEFAULT_DEADLINE`]) | nginx `lingering_time` 30 s, Apache `MAX_SECS_TO_LINGER` 30 s |
+/// | [`max_bytes`] | 64 MiB ([`DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
+///
+/// [`idle_timeout`]: LingerConfig::idle_timeout
+/// [`deadline`]: LingerConfig::deadline
+/// [`max_bytes`]: LingerConfig::max_bytes
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use linger::{LingerConfig, LingerMode};
+///
+/// let config = LingerConfig::new()
+///     .with_mode(LingerMode::Always)
+///     .with_idle_timeout(Duration::from_secs(2))
+///     .with_deadline(Duration::from_secs(10))
+///     .with_max_bytes(1 << 20);
+/// assert_eq!(config.max_bytes(), 1 << 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LingerConfig {
+    mode: LingerMode,
+    idle_timeout: Duration,
+    deadline: Duration,
+    max_bytes: u64,
+}
+
+/// Default [`LingerConfig::idle_timeout`]: 5 seconds (nginx `lingering_timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`LingerConfig::deadline`]: 30 seconds (nginx `lingering_time`, Apache).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// Default [`LingerConfig::max_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
+impl LingerConfig {
+    /// The defaults: mode [`LingerMode::On`], [`DEFAULT_IDLE_TIMEOUT`],
+    /// [`DEFAULT_DEADLINE`], [`DEFAULT_MAX_BYTES`].
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            mode: LingerMode::On,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+
+    /// Sets when a connection lingers.
+    #[must_use]
+    pub const fn with_mode(mut self, mode: LingerMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets how long the linger waits for input before it closes.
+    #[must_use]
+    pub const fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets the longest a linger lasts, counted from the half-close.
+    #[must_use]
+    pub const fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets how many bytes a linger discards before it closes.
+    #[must_use]
+    pub const fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// When a connection lingers.
+    pub const fn mode(&self) -> LingerMode {
+        self.mode
+    }
+
+    /// How long the linger waits for input before it closes.
+    pub const fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// The longest a linger lasts, counted from the half-close.
+    pub const fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// How many bytes a linger discards before it closes.
+    pub const fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+}
+
+impl Default for LingerConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,405 @@
+//! [`LingerIo`]: an IO whose shutdown half-closes, then drains under bounds.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::config::{LingerConfig, LingerMode};
+use crate::handle::{Handle, Shared};
+use crate::stats::{log_outcome, LingerOutcome};
+
+/// Reads one drain poll makes before it yields, so a flooding peer cannot
+/// hold a worker thread.
+const READS_PER_POLL: usize = 16;
+/// Size of the per-thread scratch buffer lingers read into and discard.
+const SCRATCH_LEN: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
+
+/// Wraps a connection's IO so that closing it is a lingering close.
+///
+/// Reads and writes (vectored ones included) go straight to the inner IO.
+/// [`poll_shutdown`](AsyncWrite::poll_shutdown) flushes, half-closes the
+/// inner IO (for TCP, `shutdown(Write)`: the FIN follows the last response
+/// byte), then, when the connection should linger (see
+/// [`LingerMode`]), reads and discards input until the peer closes, a read
+/// fails, or a bound of the [`LingerConfig`] is reached, and only then
+/// returns `Ready(Ok(()))`. The caller closes the socket by dropping the IO.
+///
+/// If the IO is dropped without a completed shutdown (hyper's error paths:
+/// a service or IO error, a header-read timeout, a cancelled version
+/// sniff), the same half-close and bounded drain run on a task of their
+/// own, so those closes do not reset the connection either.
+///
+/// # Example
+///
+/// ```
+/// use hyper_util::rt::TokioIo;
+/// use linger::{LingerConfig, LingerIo};
+///
+/// # async {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let (stream, _peer) = listener.accept().await?;
+/// let io = TokioIo::new(LingerIo::with_config(stream, LingerConfig::new()));
+/// // hand `io` to hyper's `serve_connection`
+/// # Ok::<_, std::io::Error>(())
+/// # };
+/// ```
+pub struct LingerIo<T> {
+    io: Option<T>,
+    handle: Handle,
+    /// The peer sent at least one byte.
+    read_any: bool,
+    /// A read returned end of file.
+    eof: bool,
+    phase: Phase,
+    /// Moves this IO onto a task of its own to finish its close; set by the
+    /// constructors, where `T: Send + 'static` is known.
+    finish_on_drop: fn(&mut LingerIo<T>),
+}
+
+enum Phase {
+    Open,
+    Closing { linger: bool },
+    Draining(Pin<Box<Drain>>),
+    Closed,
+}
+
+impl<T> LingerIo<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Wraps `io` with the default [`LingerConfig`].
+    pub fn new(io: T) -> Self {
+        Self::with_config(io, LingerConfig::new())
+    }
+
+    /// Wraps `io` with `config`.
+    pub fn with_config(io: T, config: LingerConfig) -> Self {
+        Self::with_shared(io, Shared::new(config))
+    }
+
+    pub(crate) fn with_shared(io: T, shared: Arc<Shared>) -> Self {
+        Self {
+            io: Some(io),
+            handle: Handle::new(shared),
+            read_any: false,
+            eof: false,
+            phase: Phase::Open,
+            finish_on_drop: finish_on_task::<T>,
+        }
+    }
+}
+
+impl<T> LingerIo<T> {
+    /// The handle shared with the middleware.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// A reference to the inner IO.
+    pub fn get_ref(&self) -> &T {
+        self.inner_ref()
+    }
+
+    /// A mutable reference to the inner IO. Reading from it directly hides
+    /// that input from the lingering decision.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner()
+    }
+
+    /// A pinned mutable reference to the inner IO.
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut T>
+    where
+        T: Unpin,
+    {
+        Pin::new(self.get_mut().inner())
+    }
+
+    /// Unwraps the inner IO. It will not linger when it is closed.
+    pub fn into_inner(mut self) -> T {
+        self.phase = Phase::Closed;
+        self.io.take().expect("LingerIo holds its IO until dropped")
+    }
+
+    fn inner(&mut self) -> &mut T {
+        self.io.as_mut().expect("LingerIo holds its IO until dropped")
+    }
+
+    fn inner_ref(&self) -> &T {
+        self.io.as_ref().expect("LingerIo holds its IO until dropped")
+    }
+
+    /// Whether closing now should linger, by the mode and what was seen.
+    fn should_linger(&self) -> bool {
+        if self.eof || self.handle.is_linger_disabled() {
+            return false;
+        }
+        match self.handle.config().mode() {
+            LingerMode::Off => false,
+            LingerMode::On => self.read_any || self.handle.is_closing(),
+            LingerMode::Always => true,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match &mut self.phase {
+                Phase::Open => {
+                    let linger = self.should_linger();
+                    self.phase = Phase::Closing { linger };
+                }
+                Phase::Closing { linger } => {
+                    let linger = *linger;
+                    let io = self.io.as_mut().expect("LingerIo holds its IO until dropped");
+                    let half_closed = match ready!(Pin::new(&mut *io).poll_flush(cx)) {
+                        Ok(()) => ready!(Pin::new(io).poll_shutdown(cx)),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = half_closed {
+                        self.phase = Phase::Closed;
+                        return Poll::Ready(Err(e));
+                    }
+                    if !linger {
+                        self.phase = Phase::Closed;
+                        return Poll::Ready(Ok(()));
+                    }
+                    let shared = self.handle.shared();
+                    shared.counters.start();
+                    self.phase = Phase::Draining(Box::pin(Drain::new(&shared.config)));
+                }
+                Phase::Draining(drain) => {
+                    let io = self.io.as_mut().expect("LingerIo holds its IO until dropped");
+                    let (outcome, bytes, took) = ready!(drain.as_mut().poll_drain(io, cx));
+                    self.handle.shared().counters.end(outcome, bytes);
+                    log_outcome(outcome, bytes, took);
+                    self.phase = Phase::Closed;
+                    return Poll::Ready(Ok(()));
+                }
+                Phase::Closed => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+/// Finishes the close of a dropped [`LingerIo`] on a task of its own.
+fn finish_on_task<T>(this: &mut LingerIo<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let unfinished = match this.phase {
+        Phase::Open => this.should_linger(),
+        Phase::Closing { .. } | Phase::Draining(_) => true,
+        Phase::Closed => false,
+    };
+    if !unfinished {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let Some(io) = this.io.take() else { return };
+    let phase = std::mem::replace(&mut this.phase, Phase::Closed);
+    let mut rest = LingerIo {
+        io: Some(io),
+        handle: this.handle.clone(),
+        read_any: this.read_any,
+        eof: this.eof,
+        phase,
+        // Dropped before it finishes only when the runtime shuts down.
+        finish_on_drop: |_| {},
+    };
+    runtime.spawn(async move {
+        let _ = poll_fn(|cx| rest.poll_close(cx)).await;
+    });
+}
+
+impl<T> Drop for LingerIo<T> {
+    fn drop(&mut self) {
+        if self.io.is_some() {
+            (self.finish_on_drop)(self);
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for LingerIo<T> {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(this.inner()).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            if buf.filled().len() > before {
+                this.read_any = true;
+            } else if buf.remaining() > 0 {
+                this.eof = true;
+            }
+        }
+        res
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingerIo<T> {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().inner()).poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().inner()).poll_write_vectored(cx, bufs)
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.inner_ref().is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().inner()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_close(cx)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for LingerIo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.phase {
+            Phase::Open => "open",
+            Phase::Closing { .. } => "closing",
+            Phase::Draining(_) => "draining",
+            Phase::Closed => "closed",
+        };
+        f.debug_struct("LingerIo")
+            .field("io", &self.io)
+            .field("phase", &phase)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// The bounded read-and-discard after the half-close.
+    struct Drain {
+        #[pin]
+        timer: Sleep,
+        started: Instant,
+        deadline: Instant,
+        idle_timeout: std::time::Duration,
+        idle_until: Instant,
+        bytes: u64,
+        max_bytes: u64,
+    }
+}
+
+impl Drain {
+    fn new(config: &LingerConfig) -> Self {
+        let started = Instant::now();
+        let deadline = started + config.deadline();
+        let idle_until = started + config.idle_timeout();
+        Self {
+            timer: tokio::time::sleep_until(deadline.min(idle_until)),
+            started,
+            deadline,
+            idle_timeout: config.idle_timeout(),
+            idle_until,
+            bytes: 0,
+            max_bytes: config.max_bytes(),
+        }
+    }
+
+    /// Reads and discards until EOF, an error, a bound or `Pending`.
+    fn poll_drain<T: AsyncRead + Unpin>(
+        self: Pin<&mut Self>,
+        io: &mut T,
+        cx: &mut Context<'_>,
+    ) -> Poll<(LingerOutcome, u64, std::time::Duration)> {
+        let mut this = self.project();
+        let started = *this.started;
+        let end = |outcome, bytes| Poll::Ready((outcome, bytes, started.elapsed()));
+        let mut got_input = false;
+        let mut blocked = false;
+        for _ in 0..READS_PER_POLL {
+            match discard(io, cx) {
+                Poll::Ready(Ok(0)) => return end(LingerOutcome::PeerClosed, *this.bytes),
+                Poll::Ready(Ok(n)) => {
+                    *this.bytes += n as u64;
+                    got_input = true;
+                    if *this.bytes >= *this.max_bytes {
+                        return end(LingerOutcome::ByteCap, *this.bytes);
+                    }
+                }
+                Poll::Ready(Err(_)) => return end(LingerOutcome::Error, *this.bytes),
+                Poll::Pending => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        if got_input {
+            *this.idle_until = Instant::now() + *this.idle_timeout;
+        }
+        let wake_at = (*this.deadline).min(*this.idle_until);
+        if this.timer.deadline() != wake_at {
+            this.timer.as_mut().reset(wake_at);
+        }
+        if this.timer.as_mut().poll(cx).is_ready() {
+            let outcome = if wake_at >= *this.deadline {
+                LingerOutcome::Deadline
+            } else {
+                LingerOutcome::IdleTimeout
+            };
+            return end(outcome, *this.bytes);
+        }
+        if !blocked {
+            // Out of reads for this poll, not out of input: come back soon.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+/// Reads once into the thread's scratch buffer and forgets what was read.
+fn discard<T: AsyncRead + Unpin>(io: &mut T, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => read_into(io, cx, &mut scratch),
+        Err(_) => read_into(io, cx, &mut [0; 4096]),
+    })
+}
+
+fn read_into<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    let mut buf = ReadBuf::new(buf);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    Poll::Ready(Ok(buf.filled().len()))
+}

@@ -1,0 +1,219 @@
+//! [`LingerListener`]: accepts connections as [`LingerIo`]s.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::LingerConfig;
+use crate::handle::{Handle, Shared};
+use crate::io::LingerIo;
+use crate::stats::LingerStats;
+
+/// A listener whose connections close with a lingering close.
+///
+/// With axum it is an [`axum::serve::Listener`] (for any inner axum
+/// listener: tokio's `TcpListener`, `UnixListener`, or your own) that
+/// yields [`LingerIo`]s. In a hand-written hyper accept loop, call its own
+/// `accept` (for tokio's `TcpListener` and `UnixListener`), or
+/// [`wrap`](Self::wrap) a connection you accepted yourself.
+///
+/// All connections of one listener share its [`LingerConfig`] and its
+/// counters ([`stats`](Self::stats)).
+///
+/// # Example
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use linger::{LingerLayer, LingerListener};
+///
+/// # async {
+/// let app = Router::new().route("/", get(|| async { "hello" })).layer(LingerLayer::new());
+/// let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
+/// axum::serve(listener, app).await?;
+/// # Ok::<_, std::io::Error>(())
+/// # };
+/// ```
+pub struct LingerListener<L> {
+    inner: L,
+    shared: Arc<Shared>,
+}
+
+impl<L> LingerListener<L> {
+    /// Wraps `inner` with the default [`LingerConfig`].
+    pub fn new(inner: L) -> Self {
+        Self::with_config(inner, LingerConfig::new())
+    }
+
+    /// Wraps `inner` with `config`.
+    pub fn with_config(inner: L, config: LingerConfig) -> Self {
+        Self {
+            inner,
+            shared: Shared::new(config),
+        }
+    }
+
+    /// Wraps a connection accepted by other means (a TLS acceptor's loop,
+    /// say) so that it lingers with this listener's configuration and
+    /// counts in its statistics.
+    pub fn wrap<T>(&self, io: T) -> LingerIo<T>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        LingerIo::with_shared(io, self.shared.clone())
+    }
+
+    /// The configuration connections linger with.
+    pub fn config(&self) -> LingerConfig {
+        self.shared.config
+    }
+
+    /// Counters of the lingering closes of this listener's connections.
+    pub fn stats(&self) -> LingerStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// A reference to the inner listener.
+    pub fn get_ref(&self) -> &L {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner listener.
+    pub fn get_mut(&mut self) -> &mut L {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner listener.
+    pub fn into_inner(self) -> L {
+        self.inner
+    }
+}
+
+impl LingerListener<tokio::net::TcpListener> {
+    /// Accepts a connection, for hand-written accept loops.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use hyper::server::conn::http1;
+    /// use hyper_util::rt::TokioIo;
+    /// use linger::{LingerLayer, LingerListener};
+    /// use tower::Layer;
+    ///
+    /// # async {
+    /// let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
+    /// let (io, _peer) = listener.accept().await?;
+    /// let svc = LingerLayer::with_handle(io.handle().clone()).layer(tower::service_fn(
+    ///     |_req: http::Request<_>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
+    ///     },
+    /// ));
+    /// let conn = http1::Builder::new()
+    ///     .serve_connection(TokioIo::new(io), hyper_util::service::TowerToHyperService::new(svc));
+    /// conn.await.ok();
+    /// # Ok::<_, std::io::Error>(())
+    /// # };
+    /// ```
+    pub async fn accept(&self) -> io::Result<(LingerIo<tokio::net::TcpStream>, std::net::SocketAddr)> {
+        let (stream, addr) = self.inner.accept().await?;
+        Ok((self.wrap(stream), addr))
+    }
+}
+
+#[cfg(unix)]
+impl LingerListener<tokio::net::UnixListener> {
+    /// Accepts a connection, for hand-written accept loops.
+    pub async fn accept(
+        &self,
+    ) -> io::Result<(LingerIo<tokio::net::UnixStream>, tokio::net::unix::SocketAddr)> {
+        let (stream, addr) = self.inner.accept().await?;
+        Ok((self.wrap(stream), addr))
+    }
+}
+
+impl<L: fmt::Debug> fmt::Debug for LingerListener<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LingerListener")
+            .field("inner", &self.inner)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<L> axum::serve::Listener for LingerListener<L>
+where
+    L: axum::serve::Listener,
+{
+    type Io = LingerIo<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.inner.accept().await;
+        (self.wrap(io), addr)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Connection info for axum apps served through a [`LingerListener`]: the
+/// peer's address and the connection's [`Handle`].
+///
+/// axum's `ConnectInfo<SocketAddr>` cannot work through a custom listener,
+/// so use this type instead; the [`Linger`](crate::Linger) middleware finds
+/// the handle in it, too.
+///
+/// # Example
+///
+/// ```
+/// use axum::{extract::ConnectInfo, routing::get, Router};
+/// use linger::{LingerConnectInfo, LingerLayer, LingerListener};
+///
+/// async fn whoami(ConnectInfo(info): ConnectInfo<LingerConnectInfo>) -> String {
+///     info.remote_addr().to_string()
+/// }
+///
+/// # async {
+/// let app = Router::new().route("/", get(whoami)).layer(LingerLayer::new());
+/// let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
+/// axum::serve(listener, app.into_make_service_with_connect_info::<LingerConnectInfo>()).await?;
+/// # Ok::<_, std::io::Error>(())
+/// # };
+/// ```
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone)]
+pub struct LingerConnectInfo<A = std::net::SocketAddr> {
+    remote_addr: A,
+    handle: Handle,
+}
+
+#[cfg(feature = "axum")]
+impl<A> LingerConnectInfo<A> {
+    /// The peer's address.
+    pub fn remote_addr(&self) -> &A {
+        &self.remote_addr
+    }
+
+    /// The connection's handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<L> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LingerListener<L>>>
+    for LingerConnectInfo<L::Addr>
+where
+    L: axum::serve::Listener,
+    L::Addr: Clone + Sync,
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, LingerListener<L>>) -> Self {
+        Self {
+            remote_addr: stream.remote_addr().clone(),
+            handle: stream.io().handle().clone(),
+        }
+    }
+}

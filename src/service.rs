@@ -1,0 +1,187 @@
+//! [`Linger`]: the middleware that decides which responses end their connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use http::header::{HeaderMap, CONNECTION};
+use http::{Request, Response, Version};
+use tower_service::Service;
+
+use crate::body::LingerBody;
+use crate::future::ResponseFuture;
+use crate::handle::{lingering_is_wired, Handle};
+
+/// Middleware that makes a response that ends its connection say so, and
+/// tells the connection's [`LingerIo`](crate::LingerIo) to linger.
+///
+/// For each HTTP/1 request it decides whether the response ends the
+/// connection: the response carries `Connection: close`, the request asked
+/// for close, the request is HTTP/1.0 without keep-alive, or the handler
+/// answered without reading the request body to its end. Such a response
+/// gets `Connection: close` if it lacks it, and the connection's
+/// [`Handle`] is marked closing. A request that arrives on a connection
+/// already marked closing is answered `503` with `Connection: close`
+/// without calling the inner service: the client may retry it elsewhere.
+/// HTTP/2 requests pass through unchanged. `101 Switching Protocols`
+/// responses are never touched.
+///
+/// The handle is found, in this order, in the middleware itself
+/// ([`LingerLayer::with_handle`](crate::LingerLayer::with_handle), for
+/// hand-written hyper accept loops), as a [`Handle`] request extension, or
+/// in axum's `ConnectInfo<LingerConnectInfo>`. Without one, the
+/// `Connection: close` part still works, and the [`LingerIo`](crate::LingerIo)
+/// decides on its own from what it saw.
+///
+/// Build it with [`LingerLayer`](crate::LingerLayer).
+#[derive(Debug, Clone)]
+pub struct Linger<S> {
+    inner: S,
+    handle: Option<Handle>,
+}
+
+impl<S> Linger<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            handle: None,
+        }
+    }
+
+    pub(crate) fn with_handle(inner: S, handle: Option<Handle>) -> Self {
+        Self { inner, handle }
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Linger<S>
+where
+    S: Service<Request<LingerBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if req.version() >= Version::HTTP_2 {
+            return ResponseFuture::passthrough(self.inner.call(req.map(LingerBody::untracked)));
+        }
+        let handle = match &self.handle {
+            Some(handle) => Some(handle.clone()),
+            None => find_handle(req.extensions()),
+        };
+        if handle.as_ref().is_some_and(Handle::is_closing) {
+            return ResponseFuture::refused();
+        }
+        let ends = request_ends_connection(&req);
+        let (parts, body) = req.into_parts();
+        let (body, finished) = LingerBody::track(body);
+        let inner = self.inner.call(Request::from_parts(parts, body));
+        ResponseFuture::tracked(inner, ends, finished, handle)
+    }
+}
+
+fn find_handle(extensions: &http::Extensions) -> Option<Handle> {
+    if let Some(handle) = extensions.get::<Handle>() {
+        return Some(handle.clone());
+    }
+    #[cfg(feature = "axum")]
+    {
+        use crate::listener::LingerConnectInfo;
+        use axum::extract::ConnectInfo;
+        if let Some(ConnectInfo(info)) =
+            extensions.get::<ConnectInfo<LingerConnectInfo<std::net::SocketAddr>>>()
+        {
+            return Some(info.handle().clone());
+        }
+        #[cfg(unix)]
+        if let Some(ConnectInfo(info)) =
+            extensions.get::<ConnectInfo<LingerConnectInfo<tokio::net::unix::SocketAddr>>>()
+        {
+            return Some(info.handle().clone());
+        }
+    }
+    warn_not_wired();
+    None
+}
+
+fn warn_not_wired() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !lingering_is_wired() && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "linger: LingerLayer is in use but no connection is wrapped in LingerIo \
+             (serve with LingerListener): responses get `Connection: close`, \
+             but closes do not linger"
+        );
+    }
+}
+
+/// Whether the request itself ends the connection: `Connection: close`, or
+/// HTTP/1.0 (and older) without `Connection: keep-alive`.
+fn request_ends_connection<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    if req.version() <= Version::HTTP_10 {
+        !has_token(headers, "keep-alive")
+    } else {
+        has_token(headers, "close")
+    }
+}
+
+/// Whether `Connection` lists `close`.
+pub(crate) fn has_close(headers: &HeaderMap) -> bool {
+    has_token(headers, "close")
+}
+
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: Version, connection: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().version(version);
+        if let Some(value) = connection {
+            builder = builder.header(CONNECTION, value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn request_close_rules() {
+        assert!(!request_ends_connection(&req(Version::HTTP_11, None)));
+        assert!(request_ends_connection(&req(Version::HTTP_11, Some("close"))));
+        assert!(request_ends_connection(&req(Version::HTTP_11, Some("Upgrade, CLOSE "))));
+        assert!(!request_ends_connection(&req(Version::HTTP_11, Some("closed"))));
+        assert!(request_ends_connection(&req(Version::HTTP_10, None)));
+        assert!(!request_ends_connection(&req(Version::HTTP_10, Some("Keep-Alive"))));
+        assert!(request_ends_connection(&req(Version::HTTP_09, None)));
+    }
+}

@@ -1,0 +1,114 @@
+//! What lingering closes did: how each ended, how much they discarded.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// How a lingering close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LingerOutcome {
+    /// The peer closed its side (EOF): the clean end.
+    PeerClosed,
+    /// No input arrived for the idle timeout.
+    IdleTimeout,
+    /// The total deadline passed.
+    Deadline,
+    /// The byte cap was reached.
+    ByteCap,
+    /// A read failed (the peer reset the connection, most often).
+    Error,
+}
+
+impl LingerOutcome {
+    /// A short name, as used in `tracing` events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PeerClosed => "peer_closed",
+            Self::IdleTimeout => "idle_timeout",
+            Self::Deadline => "deadline",
+            Self::ByteCap => "byte_cap",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    started: AtomicU64,
+    ended: [AtomicU64; 5],
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn start(&self) {
+        self.started.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn end(&self, outcome: LingerOutcome, bytes: u64) {
+        self.bytes.fetch_add(bytes, Relaxed);
+        self.ended[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> LingerStats {
+        let ended = |o: LingerOutcome| self.ended[o as usize].load(Relaxed);
+        let peer_closed = ended(LingerOutcome::PeerClosed);
+        let idle_timeout = ended(LingerOutcome::IdleTimeout);
+        let deadline = ended(LingerOutcome::Deadline);
+        let byte_cap = ended(LingerOutcome::ByteCap);
+        let error = ended(LingerOutcome::Error);
+        let started = self.started.load(Relaxed);
+        let done = peer_closed + idle_timeout + deadline + byte_cap + error;
+        LingerStats {
+            started,
+            lingering: started.saturating_sub(done),
+            peer_closed,
+            idle_timeout,
+            deadline,
+            byte_cap,
+            error,
+            bytes_discarded: self.bytes.load(Relaxed),
+        }
+    }
+}
+
+/// A snapshot of a listener's lingering closes.
+///
+/// # Example
+///
+/// ```
+/// # async {
+/// let listener = linger::LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+/// let stats = listener.stats();
+/// assert_eq!(stats.lingering, 0);
+/// # Ok::<_, std::io::Error>(())
+/// # };
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LingerStats {
+    /// Lingers started.
+    pub started: u64,
+    /// Connections lingering now.
+    pub lingering: u64,
+    /// Lingers the peer ended by closing.
+    pub peer_closed: u64,
+    /// Lingers ended by the idle timeout.
+    pub idle_timeout: u64,
+    /// Lingers ended by the total deadline.
+    pub deadline: u64,
+    /// Lingers ended by the byte cap.
+    pub byte_cap: u64,
+    /// Lingers ended by a read error.
+    pub error: u64,
+    /// Bytes read and discarded by lingers.
+    pub bytes_discarded: u64,
+}
+
+pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, took: Duration) {
+    tracing::debug!(
+        outcome = outcome.as_str(),
+        bytes,
+        millis = took.as_millis() as u64,
+        "lingering close ended"
+    );
+}
