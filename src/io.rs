@@ -133,11 +133,15 @@ impl<T> LingerIo<T> {
     }
 
     fn inner(&mut self) -> &mut T {
-        self.io.as_mut().expect("LingerIo holds its IO until dropped")
+        self.io
+            .as_mut()
+            .expect("LingerIo holds its IO until dropped")
     }
 
     fn inner_ref(&self) -> &T {
-        self.io.as_ref().expect("LingerIo holds its IO until dropped")
+        self.io
+            .as_ref()
+            .expect("LingerIo holds its IO until dropped")
     }
 
     /// Whether closing now should linger, by the mode and what was seen.
@@ -163,7 +167,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                 }
                 Phase::Closing { linger } => {
                     let linger = *linger;
-                    let io = self.io.as_mut().expect("LingerIo holds its IO until dropped");
+                    let io = self
+                        .io
+                        .as_mut()
+                        .expect("LingerIo holds its IO until dropped");
                     let half_closed = match ready!(Pin::new(&mut *io).poll_flush(cx)) {
                         Ok(()) => ready!(Pin::new(io).poll_shutdown(cx)),
                         Err(e) => Err(e),
@@ -181,7 +188,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                     self.phase = Phase::Draining(Box::pin(Drain::new(&shared.config)));
                 }
                 Phase::Draining(drain) => {
-                    let io = self.io.as_mut().expect("LingerIo holds its IO until dropped");
+                    let io = self
+                        .io
+                        .as_mut()
+                        .expect("LingerIo holds its IO until dropped");
                     let (outcome, bytes, took) = ready!(drain.as_mut().poll_drain(io, cx));
                     self.handle.shared().counters.end(outcome, bytes);
                     log_outcome(outcome, bytes, took);

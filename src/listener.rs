@@ -115,7 +115,9 @@ impl LingerListener<tokio::net::TcpListener> {
     /// # Ok::<_, std::io::Error>(())
     /// # };
     /// ```
-    pub async fn accept(&self) -> io::Result<(LingerIo<tokio::net::TcpStream>, std::net::SocketAddr)> {
+    pub async fn accept(
+        &self,
+    ) -> io::Result<(LingerIo<tokio::net::TcpStream>, std::net::SocketAddr)> {
         let (stream, addr) = self.inner.accept().await?;
         Ok((self.wrap(stream), addr))
     }
@@ -126,7 +128,10 @@ impl LingerListener<tokio::net::UnixListener> {
     /// Accepts a connection, for hand-written accept loops.
     pub async fn accept(
         &self,
-    ) -> io::Result<(LingerIo<tokio::net::UnixStream>, tokio::net::unix::SocketAddr)> {
+    ) -> io::Result<(
+        LingerIo<tokio::net::UnixStream>,
+        tokio::net::unix::SocketAddr,
+    )> {
         let (stream, addr) = self.inner.accept().await?;
         Ok((self.wrap(stream), addr))
     }

@@ -177,11 +177,23 @@ mod tests {
     #[test]
     fn request_close_rules() {
         assert!(!request_ends_connection(&req(Version::HTTP_11, None)));
-        assert!(request_ends_connection(&req(Version::HTTP_11, Some("close"))));
-        assert!(request_ends_connection(&req(Version::HTTP_11, Some("Upgrade, CLOSE "))));
-        assert!(!request_ends_connection(&req(Version::HTTP_11, Some("closed"))));
+        assert!(request_ends_connection(&req(
+            Version::HTTP_11,
+            Some("close")
+        )));
+        assert!(request_ends_connection(&req(
+            Version::HTTP_11,
+            Some("Upgrade, CLOSE ")
+        )));
+        assert!(!request_ends_connection(&req(
+            Version::HTTP_11,
+            Some("closed")
+        )));
         assert!(request_ends_connection(&req(Version::HTTP_10, None)));
-        assert!(!request_ends_connection(&req(Version::HTTP_10, Some("Keep-Alive"))));
+        assert!(!request_ends_connection(&req(
+            Version::HTTP_10,
+            Some("Keep-Alive")
+        )));
         assert!(request_ends_connection(&req(Version::HTTP_09, None)));
     }
 }
