@@ -1,0 +1,336 @@
+//! The close scenarios over real loopback sockets, each run against the lab
+//! app served plainly (to show the test can fail here) and served the
+//! minimal way with the crate: `axum::serve(LingerListener::new(tcp),
+//! app.layer(LingerLayer::new()))`.
+
+#[path = "../examples/reset_lab/lab.rs"]
+mod lab;
+#[path = "../examples/reset_lab/probe.rs"]
+mod probe;
+
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use linger::{LingerConfig, LingerLayer, LingerListener};
+use probe::Outcome;
+
+/// Trials per scenario and server: every lingered trial must be whole; a
+/// plain server must lose at least one (most lose all: see the reset lab).
+const TRIALS: usize = 6;
+
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+impl Lab {
+    fn start(app: Router, config: Option<LingerConfig>) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(lab::serve(listener, app, config));
+            addr
+        });
+        Self { rt, addr }
+    }
+
+    fn lingering() -> Self {
+        Self::start(lab::app(), Some(LingerConfig::new()))
+    }
+
+    fn plain() -> Self {
+        Self::start(lab::app(), None)
+    }
+}
+
+fn trials(lab: &Lab, key: &str) -> Vec<Outcome> {
+    let scenario = probe::scenario(key);
+    (0..TRIALS).map(|_| scenario.run(lab.addr)).collect()
+}
+
+/// Runs a scenario against both servers: whole every time with the crate,
+/// and at least one loss without it.
+fn cured(key: &str) {
+    let with = trials(&Lab::lingering(), key);
+    assert!(
+        with.iter().all(Outcome::is_whole),
+        "{key} with linger: {with:?}"
+    );
+    let without = trials(&Lab::plain(), key);
+    assert!(
+        without.iter().any(|o| !o.is_whole()),
+        "{key} without linger never failed, so this test proves nothing here: {without:?}"
+    );
+}
+
+#[test]
+fn early_413_to_a_client_that_writes_the_whole_upload_first() {
+    cured("reject-upload-write-first");
+}
+
+#[test]
+fn early_413_with_a_256_kib_error_body() {
+    cured("reject-upload-256k-body");
+}
+
+#[test]
+fn pipelined_request_after_a_1_mib_close_response() {
+    cured("pipelined-after-1mib-close");
+}
+
+#[test]
+fn pipelined_request_sent_10_ms_after_the_first() {
+    cured("pipelined-late");
+}
+
+#[test]
+fn a_404_that_closes_with_a_pipelined_request_behind_it() {
+    cured("404-pipelined-2k-window");
+}
+
+#[test]
+fn client_close_request_followed_by_extra_bytes() {
+    cured("client-close-extra-bytes");
+}
+
+/// hyper's automatic 400 arrives on both servers on Linux; what differs is
+/// the close: a reset after the FIN without the crate, a clean FIN with it.
+#[test]
+fn malformed_request_gets_its_400_and_a_fin_not_a_reset() {
+    cured("malformed-extra-bytes");
+}
+
+/// Scenarios a plain server survives too: they must stay whole.
+#[test]
+fn interleaved_upload_and_control_stay_whole() {
+    let lab = Lab::lingering();
+    for key in ["reject-upload-interleaved", "control-close"] {
+        let outcomes = trials(&lab, key);
+        assert!(
+            outcomes.iter().all(Outcome::is_whole),
+            "{key}: {outcomes:?}"
+        );
+    }
+}
+
+fn client(addr: SocketAddr) -> std::net::TcpStream {
+    probe::connect(addr, None).unwrap()
+}
+
+/// Reads one response with a Content-Length body; returns (head, body).
+fn read_response(stream: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "EOF in head: {bytes:?}");
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8(bytes).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    (head.to_ascii_lowercase(), body)
+}
+
+/// After EOF, whether the close was clean (no reset pending on the socket).
+fn reads_clean_eof(stream: &mut std::net::TcpStream) -> bool {
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) if rest.is_empty() => {
+            std::thread::sleep(Duration::from_millis(20));
+            matches!(stream.take_error(), Ok(None))
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn pipelined_post_after_a_close_is_never_executed() {
+    for config in [Some(LingerConfig::new()), None] {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let count = counter.clone();
+        let app = lab::app().route(
+            "/count",
+            post(move || async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                "counted"
+            }),
+        );
+        let lab = Lab::start(app, config);
+        let mut stream = client(lab.addr);
+        let post = "POST /count HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\n\r\nhello";
+        stream
+            .write_all(
+                format!("GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n{post}{post}").as_bytes(),
+            )
+            .unwrap();
+        let (head, _) = read_response(&mut stream);
+        assert!(head.contains("connection: close"), "{head}");
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            rest.is_empty(),
+            "a second response: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        drop(stream);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            counter.load(Ordering::SeqCst),
+            0,
+            "linger: {}",
+            config.is_some()
+        );
+    }
+}
+
+#[test]
+fn keep_alive_is_untouched() {
+    let lab = Lab::lingering();
+    let mut stream = client(lab.addr);
+    for i in 0..100 {
+        stream
+            .write_all(b"GET /bytes/100 HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .unwrap();
+        let (head, body) = read_response(&mut stream);
+        assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
+        assert!(!head.contains("connection: close"), "request {i}: {head}");
+        assert_eq!(body.len(), 100);
+    }
+    // Still open: one more request on the same connection is served.
+    stream
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_response(&mut stream);
+    assert!(head.starts_with("http/1.1 200") && body == b"ok", "{head}");
+}
+
+/// The middleware closes, and says so, where hyper would keep the
+/// connection open but the request cannot be reused or asks for close.
+#[test]
+fn responses_that_end_the_connection_say_so() {
+    let lab = Lab::lingering();
+    let cases: [(&str, &str); 3] = [
+        // HTTP/1.0 without keep-alive.
+        ("GET /bytes/10 HTTP/1.0\r\n\r\n", "connection: close"),
+        // The client asked for close.
+        (
+            "GET /bytes/10 HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n",
+            "connection: close",
+        ),
+        // The handler did not read the body.
+        (
+            "POST /reject/10 HTTP/1.1\r\nHost: lab\r\nContent-Length: 100000\r\n\r\nabc",
+            "connection: close",
+        ),
+    ];
+    for (request, expected) in cases {
+        let mut stream = client(lab.addr);
+        stream.write_all(request.as_bytes()).unwrap();
+        let (head, _) = read_response(&mut stream);
+        assert!(head.contains(expected), "{request:?} -> {head}");
+        assert!(
+            reads_clean_eof(&mut stream),
+            "{request:?}: not a clean close"
+        );
+    }
+}
+
+/// Graceful shutdown while a keep-alive client is mid-conversation: the
+/// request in flight gets its whole response, a request pipelined behind it
+/// is drained rather than reset, the close is a FIN, and the server's
+/// shutdown ends once the client has closed.
+#[test]
+fn graceful_shutdown_mid_conversation() {
+    for linger in [true, false] {
+        let app = lab::app().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                vec![b's'; 256 << 10]
+            }),
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr, server) = rt.block_on(async {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = tcp.local_addr().unwrap();
+            let signal = async {
+                let _ = stop_rx.await;
+            };
+            let server = if linger {
+                tokio::spawn(
+                    axum::serve(LingerListener::new(tcp), app.layer(LingerLayer::new()))
+                        .with_graceful_shutdown(signal)
+                        .into_future(),
+                )
+            } else {
+                tokio::spawn(
+                    axum::serve(tcp, app)
+                        .with_graceful_shutdown(signal)
+                        .into_future(),
+                )
+            };
+            (addr, server)
+        });
+        let mut stream = probe::connect(addr, Some(16 << 10)).unwrap();
+        stream
+            .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .unwrap();
+        let (head, _) = read_response(&mut stream);
+        assert!(head.starts_with("http/1.1 200"));
+        // The slow request, and a large one pipelined behind it.
+        let pipelined = format!(
+            "GET /ok HTTP/1.1\r\nHost: lab\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(probe::EXTRA)
+        );
+        stream
+            .write_all(format!("GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n{pipelined}").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        stop_tx.send(()).unwrap();
+        // Read after the server has finished writing and closed.
+        std::thread::sleep(Duration::from_millis(400));
+        let mut got = Vec::new();
+        let end = stream.read_to_end(&mut got);
+        let clean = end.is_ok() && {
+            std::thread::sleep(Duration::from_millis(20));
+            matches!(stream.take_error(), Ok(None))
+        };
+        let whole = got.len() > 256 << 10 && got.ends_with(&[b's'; 64]);
+        drop(stream);
+        let stopped =
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+        if linger {
+            assert!(whole && clean, "with linger: {} bytes, {end:?}", got.len());
+            assert!(stopped.is_ok(), "graceful shutdown did not finish");
+        } else {
+            assert!(
+                !(whole && clean),
+                "without linger the test cannot fail here"
+            );
+        }
+    }
+}
