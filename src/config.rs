@@ -30,10 +30,14 @@ pub enum LingerMode {
 /// | [`idle_timeout`] | 5 s ([`DEFAULT_IDLE_TIMEOUT`]) | nginx `lingering_timeout` 5 s; several TCP retransmission timeouts, so a client on a lossy link still gets its chance |
 /// | [`deadline`] | 30 s ([`DEFAULT_DEADLINE`]) | nginx `lingering_time` 30 s, Apache `MAX_SECS_TO_LINGER` 30 s |
 /// | [`max_bytes`] | 64 MiB ([`DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
+/// | [`max_lingering`] | 1024 ([`DEFAULT_MAX_LINGERING`]) | full-length lingers at once per listener; past it a linger gets the short deadline instead of holding a socket for 30 s |
+/// | [`short_deadline`] | 2 s ([`DEFAULT_SHORT_DEADLINE`]) | Apache's short linger when stopping; used past [`max_lingering`] and while the server shuts down |
 ///
 /// [`idle_timeout`]: LingerConfig::idle_timeout
 /// [`deadline`]: LingerConfig::deadline
 /// [`max_bytes`]: LingerConfig::max_bytes
+/// [`max_lingering`]: LingerConfig::max_lingering
+/// [`short_deadline`]: LingerConfig::short_deadline
 ///
 /// # Example
 ///
@@ -54,6 +58,8 @@ pub struct LingerConfig {
     idle_timeout: Duration,
     deadline: Duration,
     max_bytes: u64,
+    max_lingering: usize,
+    short_deadline: Duration,
 }
 
 /// Default [`LingerConfig::idle_timeout`]: 5 seconds (nginx `lingering_timeout`).
@@ -62,6 +68,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 /// Default [`LingerConfig::max_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+/// Default [`LingerConfig::max_lingering`]: 1024 connections.
+pub const DEFAULT_MAX_LINGERING: usize = 1024;
+/// Default [`LingerConfig::short_deadline`]: 2 seconds (Apache's short linger).
+pub const DEFAULT_SHORT_DEADLINE: Duration = Duration::from_secs(2);
 
 impl LingerConfig {
     /// The defaults: mode [`LingerMode::On`], [`DEFAULT_IDLE_TIMEOUT`],
@@ -73,6 +83,8 @@ impl LingerConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             deadline: DEFAULT_DEADLINE,
             max_bytes: DEFAULT_MAX_BYTES,
+            max_lingering: DEFAULT_MAX_LINGERING,
+            short_deadline: DEFAULT_SHORT_DEADLINE,
         }
     }
 
@@ -104,6 +116,24 @@ impl LingerConfig {
         self
     }
 
+    /// Sets how many connections of one listener may linger with the full
+    /// bounds at once; a linger that starts past it gets the
+    /// [`short_deadline`](Self::short_deadline).
+    #[must_use]
+    pub const fn with_max_lingering(mut self, max_lingering: usize) -> Self {
+        self.max_lingering = max_lingering;
+        self
+    }
+
+    /// Sets the deadline of a linger that starts past
+    /// [`max_lingering`](Self::max_lingering), and of every linger once the
+    /// server begins to shut down (see [`LingerShutdown`](crate::LingerShutdown)).
+    #[must_use]
+    pub const fn with_short_deadline(mut self, short_deadline: Duration) -> Self {
+        self.short_deadline = short_deadline;
+        self
+    }
+
     /// When a connection lingers.
     pub const fn mode(&self) -> LingerMode {
         self.mode
@@ -122,6 +152,16 @@ impl LingerConfig {
     /// How many bytes a linger discards before it closes.
     pub const fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// How many connections may linger with the full bounds at once.
+    pub const fn max_lingering(&self) -> usize {
+        self.max_lingering
+    }
+
+    /// The deadline of lingers past the cap or during shutdown.
+    pub const fn short_deadline(&self) -> Duration {
+        self.short_deadline
     }
 }
 

@@ -1,8 +1,11 @@
 //! The per-connection handle shared by [`LingerIo`](crate::LingerIo) and the middleware.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::LingerConfig;
 use crate::stats::{Counters, LingerStats};
@@ -19,11 +22,25 @@ pub(crate) fn lingering_is_wired() -> bool {
 const CLOSING: u8 = 1;
 const NO_LINGER: u8 = 2;
 
+/// How many listeners have begun to shut down, for middleware that has no
+/// handle to ask.
+static SHUTTING_DOWN: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn any_shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Relaxed) > 0
+}
+
 /// State shared by every connection of one listener (or one standalone
-/// [`LingerIo`](crate::LingerIo)): the configuration and the counters.
+/// [`LingerIo`](crate::LingerIo)): the configuration, the counters, and the
+/// shutdown signal.
 pub(crate) struct Shared {
     pub(crate) config: LingerConfig,
     pub(crate) counters: Counters,
+    pub(crate) shutdown: CancellationToken,
+    /// Whether this listener counts in [`SHUTTING_DOWN`].
+    counted: AtomicBool,
+    /// Woken when the last linger ends.
+    pub(crate) idle: Notify,
 }
 
 impl Shared {
@@ -32,7 +49,29 @@ impl Shared {
         Arc::new(Self {
             config,
             counters: Counters::default(),
+            shutdown: CancellationToken::new(),
+            counted: AtomicBool::new(false),
+            idle: Notify::new(),
         })
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        if !self.counted.swap(true, Ordering::AcqRel) {
+            SHUTTING_DOWN.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shutdown.cancel();
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if *self.counted.get_mut() {
+            SHUTTING_DOWN.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -97,6 +136,12 @@ impl Handle {
     /// Whether [`disable_linger`](Self::disable_linger) was called.
     pub fn is_linger_disabled(&self) -> bool {
         self.conn.flags.load(Ordering::Acquire) & NO_LINGER != 0
+    }
+
+    /// Whether the server this connection belongs to has begun to shut
+    /// down ([`LingerShutdown::begin`](crate::LingerShutdown::begin)).
+    pub fn is_shutting_down(&self) -> bool {
+        self.conn.shared.is_shutting_down()
     }
 
     /// The configuration this connection lingers with.

@@ -11,6 +11,7 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::config::{LingerConfig, LingerMode};
 use crate::handle::{Handle, Shared};
@@ -183,18 +184,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         self.phase = Phase::Closed;
                         return Poll::Ready(Ok(()));
                     }
-                    let shared = self.handle.shared();
-                    shared.counters.start();
-                    self.phase = Phase::Draining(Box::pin(Drain::new(&shared.config)));
+                    self.phase = Phase::Draining(Box::pin(Drain::new(&self.handle)));
                 }
                 Phase::Draining(drain) => {
                     let io = self
                         .io
                         .as_mut()
                         .expect("LingerIo holds its IO until dropped");
-                    let (outcome, bytes, took) = ready!(drain.as_mut().poll_drain(io, cx));
-                    self.handle.shared().counters.end(outcome, bytes);
-                    log_outcome(outcome, bytes, took);
+                    ready!(drain.as_mut().poll_drain(io, cx));
                     self.phase = Phase::Closed;
                     return Poll::Ready(Ok(()));
                 }
@@ -320,28 +317,50 @@ pin_project! {
     struct Drain {
         #[pin]
         timer: Sleep,
-        started: Instant,
+        #[pin]
+        stop: WaitForCancellationFutureOwned,
+        stopping: bool,
+        shortened: bool,
         deadline: Instant,
-        idle_timeout: std::time::Duration,
         idle_until: Instant,
         bytes: u64,
-        max_bytes: u64,
+        config: LingerConfig,
+        count: Counted,
     }
 }
 
 impl Drain {
-    fn new(config: &LingerConfig) -> Self {
-        let started = Instant::now();
-        let deadline = started + config.deadline();
+    /// Starts a linger: counts it in, and cuts it to the short deadline when
+    /// too many connections linger or the server is shutting down.
+    fn new(handle: &Handle) -> Self {
+        let shared = handle.shared();
+        let config = shared.config;
+        let lingering_before = shared.counters.start();
+        let count = Counted {
+            handle: handle.clone(),
+            started: Instant::now(),
+            done: false,
+        };
+        let started = count.started;
+        let short = shared.is_shutting_down() || lingering_before >= config.max_lingering();
+        let full = started + config.deadline();
+        let cut = started + config.short_deadline();
+        let (deadline, shortened) = if short && cut < full {
+            (cut, true)
+        } else {
+            (full, false)
+        };
         let idle_until = started + config.idle_timeout();
         Self {
             timer: tokio::time::sleep_until(deadline.min(idle_until)),
-            started,
+            stop: shared.shutdown.clone().cancelled_owned(),
+            stopping: false,
+            shortened,
             deadline,
-            idle_timeout: config.idle_timeout(),
             idle_until,
             bytes: 0,
-            max_bytes: config.max_bytes(),
+            config,
+            count,
         }
     }
 
@@ -350,49 +369,85 @@ impl Drain {
         self: Pin<&mut Self>,
         io: &mut T,
         cx: &mut Context<'_>,
-    ) -> Poll<(LingerOutcome, u64, std::time::Duration)> {
+    ) -> Poll<()> {
         let mut this = self.project();
-        let started = *this.started;
-        let end = |outcome, bytes| Poll::Ready((outcome, bytes, started.elapsed()));
         let mut got_input = false;
         let mut blocked = false;
         for _ in 0..READS_PER_POLL {
             match discard(io, cx) {
-                Poll::Ready(Ok(0)) => return end(LingerOutcome::PeerClosed, *this.bytes),
+                Poll::Ready(Ok(0)) => {
+                    return this.count.end(LingerOutcome::PeerClosed, *this.bytes)
+                }
                 Poll::Ready(Ok(n)) => {
                     *this.bytes += n as u64;
                     got_input = true;
-                    if *this.bytes >= *this.max_bytes {
-                        return end(LingerOutcome::ByteCap, *this.bytes);
+                    if *this.bytes >= this.config.max_bytes() {
+                        return this.count.end(LingerOutcome::ByteCap, *this.bytes);
                     }
                 }
-                Poll::Ready(Err(_)) => return end(LingerOutcome::Error, *this.bytes),
+                Poll::Ready(Err(_)) => return this.count.end(LingerOutcome::Error, *this.bytes),
                 Poll::Pending => {
                     blocked = true;
                     break;
                 }
             }
         }
+        if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
+            *this.stopping = true;
+            let cut = Instant::now() + this.config.short_deadline();
+            if cut < *this.deadline {
+                *this.deadline = cut;
+                *this.shortened = true;
+            }
+        }
         if got_input {
-            *this.idle_until = Instant::now() + *this.idle_timeout;
+            *this.idle_until = Instant::now() + this.config.idle_timeout();
         }
         let wake_at = (*this.deadline).min(*this.idle_until);
         if this.timer.deadline() != wake_at {
             this.timer.as_mut().reset(wake_at);
         }
-        if this.timer.as_mut().poll(cx).is_ready() {
-            let outcome = if wake_at >= *this.deadline {
-                LingerOutcome::Deadline
-            } else {
-                LingerOutcome::IdleTimeout
+        if this.timer.poll(cx).is_ready() {
+            let outcome = match (wake_at >= *this.deadline, *this.shortened) {
+                (true, true) => LingerOutcome::Shortened,
+                (true, false) => LingerOutcome::Deadline,
+                (false, _) => LingerOutcome::IdleTimeout,
             };
-            return end(outcome, *this.bytes);
+            return this.count.end(outcome, *this.bytes);
         }
         if !blocked {
             // Out of reads for this poll, not out of input: come back soon.
             cx.waker().wake_by_ref();
         }
         Poll::Pending
+    }
+}
+
+/// A linger counted in the listener's statistics until it ends, or until it
+/// is dropped unfinished (its task cancelled as the runtime shuts down).
+struct Counted {
+    handle: Handle,
+    started: Instant,
+    done: bool,
+}
+
+impl Counted {
+    fn end(&mut self, outcome: LingerOutcome, bytes: u64) -> Poll<()> {
+        if !self.done {
+            self.done = true;
+            let shared = self.handle.shared();
+            if shared.counters.end(outcome, bytes) {
+                shared.idle.notify_waiters();
+            }
+            log_outcome(outcome, bytes, self.started.elapsed());
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = self.end(LingerOutcome::Error, 0);
     }
 }
 

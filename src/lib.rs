@@ -35,6 +35,8 @@
 //!   connection carry `Connection: close`, including the ones that end it
 //!   implicitly (an unread request body, HTTP/1.0), and tell the connection's
 //!   [`Handle`].
+//! - [`LingerShutdown`] begins a graceful shutdown that shortens lingers and
+//!   waits for them.
 //! - [`LingerStats`] counts how lingers ended.
 
 mod body;
@@ -45,11 +47,13 @@ mod io;
 mod layer;
 mod listener;
 mod service;
+mod shutdown;
 mod stats;
 
 pub use body::LingerBody;
 pub use config::{
     LingerConfig, LingerMode, DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_LINGERING, DEFAULT_SHORT_DEADLINE,
 };
 pub use handle::Handle;
 pub use io::LingerIo;
@@ -58,4 +62,5 @@ pub use layer::LingerLayer;
 pub use listener::LingerConnectInfo;
 pub use listener::LingerListener;
 pub use service::Linger;
+pub use shutdown::LingerShutdown;
 pub use stats::{LingerOutcome, LingerStats};

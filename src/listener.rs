@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::LingerConfig;
 use crate::handle::{Handle, Shared};
 use crate::io::LingerIo;
+use crate::shutdown::LingerShutdown;
 use crate::stats::LingerStats;
 
 /// A listener whose connections close with a lingering close.
@@ -67,6 +68,12 @@ impl<L> LingerListener<L> {
     /// The configuration connections linger with.
     pub fn config(&self) -> LingerConfig {
         self.shared.config
+    }
+
+    /// A handle to shut this listener's connections down gracefully,
+    /// lingering ones included.
+    pub fn shutdown_handle(&self) -> LingerShutdown {
+        LingerShutdown::new(self.shared.clone())
     }
 
     /// Counters of the lingering closes of this listener's connections.

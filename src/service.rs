@@ -9,15 +9,17 @@ use tower_service::Service;
 
 use crate::body::LingerBody;
 use crate::future::ResponseFuture;
-use crate::handle::{lingering_is_wired, Handle};
+use crate::handle::{any_shutting_down, lingering_is_wired, Handle};
 
 /// Middleware that makes a response that ends its connection say so, and
 /// tells the connection's [`LingerIo`](crate::LingerIo) to linger.
 ///
 /// For each HTTP/1 request it decides whether the response ends the
 /// connection: the response carries `Connection: close`, the request asked
-/// for close, the request is HTTP/1.0 without keep-alive, or the handler
-/// answered without reading the request body to its end. Such a response
+/// for close, the request is HTTP/1.0 without keep-alive, the handler
+/// answered without reading the request body to its end, or the server is
+/// shutting down ([`LingerShutdown`](crate::LingerShutdown); without a
+/// handle, any listener of the process shutting down counts). Such a response
 /// gets `Connection: close` if it lacks it, and the connection's
 /// [`Handle`] is marked closing. A request that arrives on a connection
 /// already marked closing is answered `503` with `Connection: close`
@@ -94,7 +96,11 @@ where
         if handle.as_ref().is_some_and(Handle::is_closing) {
             return ResponseFuture::refused();
         }
-        let ends = request_ends_connection(&req);
+        let shutting_down = match &handle {
+            Some(handle) => handle.is_shutting_down(),
+            None => any_shutting_down(),
+        };
+        let ends = shutting_down || request_ends_connection(&req);
         let (parts, body) = req.into_parts();
         let (body, finished) = LingerBody::track(body);
         let inner = self.inner.call(Request::from_parts(parts, body));
@@ -217,8 +223,7 @@ mod tests {
     #[tokio::test]
     async fn keep_alive_response_is_untouched() {
         let handle = handle();
-        let svc = LingerLayer::with_handle(handle.clone())
-            .layer(app(Default::default(), true, ok));
+        let svc = LingerLayer::with_handle(handle.clone()).layer(app(Default::default(), true, ok));
         let res = svc.oneshot(post("body")).await.unwrap();
         assert!(!closes(&res));
         assert!(!handle.is_closing());
@@ -227,8 +232,8 @@ mod tests {
     #[tokio::test]
     async fn unread_body_closes_and_marks() {
         let handle = handle();
-        let svc = LingerLayer::with_handle(handle.clone())
-            .layer(app(Default::default(), false, ok));
+        let svc =
+            LingerLayer::with_handle(handle.clone()).layer(app(Default::default(), false, ok));
         let res = svc.oneshot(post("unread")).await.unwrap();
         assert!(closes(&res));
         assert!(handle.is_closing());
@@ -243,8 +248,8 @@ mod tests {
                 .insert(CONNECTION, http::HeaderValue::from_static("close"));
             res
         };
-        let svc = LingerLayer::with_handle(handle.clone())
-            .layer(app(Default::default(), true, respond));
+        let svc =
+            LingerLayer::with_handle(handle.clone()).layer(app(Default::default(), true, respond));
         let res = svc.oneshot(post("")).await.unwrap();
         assert_eq!(res.headers().get_all(CONNECTION).iter().count(), 1);
         assert!(handle.is_closing());
@@ -275,8 +280,8 @@ mod tests {
     #[tokio::test]
     async fn http2_passes_through() {
         let handle = handle();
-        let svc = LingerLayer::with_handle(handle.clone())
-            .layer(app(Default::default(), false, ok));
+        let svc =
+            LingerLayer::with_handle(handle.clone()).layer(app(Default::default(), false, ok));
         let mut req = post("unread");
         *req.version_mut() = Version::HTTP_2;
         let res = svc.oneshot(req).await.unwrap();
@@ -292,8 +297,8 @@ mod tests {
             *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             res
         };
-        let svc = LingerLayer::with_handle(handle.clone())
-            .layer(app(Default::default(), false, respond));
+        let svc =
+            LingerLayer::with_handle(handle.clone()).layer(app(Default::default(), false, respond));
         let mut req = post("");
         req.headers_mut()
             .insert(CONNECTION, http::HeaderValue::from_static("close"));

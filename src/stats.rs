@@ -1,6 +1,9 @@
 //! What lingering closes did: how each ended, how much they discarded.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed},
+};
 use std::time::Duration;
 
 /// How a lingering close ended.
@@ -17,6 +20,9 @@ pub enum LingerOutcome {
     ByteCap,
     /// A read failed (the peer reset the connection, most often).
     Error,
+    /// The short deadline passed: the linger was cut short because too
+    /// many connections were lingering, or the server is shutting down.
+    Shortened,
 }
 
 impl LingerOutcome {
@@ -28,6 +34,7 @@ impl LingerOutcome {
             Self::Deadline => "deadline",
             Self::ByteCap => "byte_cap",
             Self::Error => "error",
+            Self::Shortened => "shortened",
         }
     }
 }
@@ -35,18 +42,28 @@ impl LingerOutcome {
 #[derive(Default)]
 pub(crate) struct Counters {
     started: AtomicU64,
-    ended: [AtomicU64; 5],
+    /// Lingering now; also what the concurrency cap is checked against.
+    live: AtomicUsize,
+    ended: [AtomicU64; 6],
     bytes: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn start(&self) {
+    /// Counts a linger in; returns how many were lingering before it.
+    pub(crate) fn start(&self) -> usize {
         self.started.fetch_add(1, Relaxed);
+        self.live.fetch_add(1, AcqRel)
     }
 
-    pub(crate) fn end(&self, outcome: LingerOutcome, bytes: u64) {
+    /// Counts a linger out; returns whether it was the last one.
+    pub(crate) fn end(&self, outcome: LingerOutcome, bytes: u64) -> bool {
         self.bytes.fetch_add(bytes, Relaxed);
         self.ended[outcome as usize].fetch_add(1, Relaxed);
+        self.live.fetch_sub(1, AcqRel) == 1
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Acquire)
     }
 
     pub(crate) fn snapshot(&self) -> LingerStats {
@@ -56,11 +73,11 @@ impl Counters {
         let deadline = ended(LingerOutcome::Deadline);
         let byte_cap = ended(LingerOutcome::ByteCap);
         let error = ended(LingerOutcome::Error);
-        let started = self.started.load(Relaxed);
-        let done = peer_closed + idle_timeout + deadline + byte_cap + error;
+        let shortened = ended(LingerOutcome::Shortened);
         LingerStats {
-            started,
-            lingering: started.saturating_sub(done),
+            started: self.started.load(Relaxed),
+            lingering: self.live() as u64,
+            shortened,
             peer_closed,
             idle_timeout,
             deadline,
@@ -100,6 +117,9 @@ pub struct LingerStats {
     pub byte_cap: u64,
     /// Lingers ended by a read error.
     pub error: u64,
+    /// Lingers ended by the short deadline (past the concurrency cap, or
+    /// during shutdown).
+    pub shortened: u64,
     /// Bytes read and discarded by lingers.
     pub bytes_discarded: u64,
 }

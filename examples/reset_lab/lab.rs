@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 /// The contract, handlers only: none of them sets `Connection: close`
 /// except `/close/N` and `/missing`.
-pub fn app() -> Router {
+pub(crate) fn app() -> Router {
     Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route(
@@ -53,7 +53,7 @@ fn body(n: usize) -> Body {
 
 /// Serves `app` on `listener` until the task is dropped: through
 /// [`LingerListener`] and [`LingerLayer`] with `config`, or plainly.
-pub async fn serve(listener: TcpListener, app: Router, config: Option<LingerConfig>) {
+pub(crate) async fn serve(listener: TcpListener, app: Router, config: Option<LingerConfig>) {
     let result = match config {
         Some(config) => {
             axum::serve(

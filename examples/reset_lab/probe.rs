@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// How long a trial may wait in all before it counts as a timeout.
-pub const TRIAL_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const TRIAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the scenarios that "read after a pause" wait before reading.
-pub const PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const PAUSE: Duration = Duration::from_millis(100);
 
 /// How one trial ended, from the client's side.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The whole response, then a clean EOF.
     Whole,
     /// The whole response, but the connection was reset after it (instead
@@ -41,17 +41,17 @@ pub enum Outcome {
 
 impl Outcome {
     /// The whole response, then a clean close.
-    pub fn is_whole(&self) -> bool {
+    pub(crate) fn is_whole(&self) -> bool {
         matches!(self, Outcome::Whole)
     }
 
     /// The whole response arrived, clean close or not.
-    pub fn is_delivered(&self) -> bool {
+    pub(crate) fn is_delivered(&self) -> bool {
         matches!(self, Outcome::Whole | Outcome::ResetAfter)
     }
 
     /// The failure category shown in tables.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Outcome::Whole => "whole",
             Outcome::ResetAfter => "whole, then reset",
@@ -66,16 +66,16 @@ impl Outcome {
 
 /// One close scenario.
 #[derive(Clone, Copy)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// Short identifier, used on the command line and in JSON.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// What it does.
-    pub about: &'static str,
+    pub(crate) about: &'static str,
     run: fn(SocketAddr) -> Outcome,
 }
 
 impl Scenario {
-    pub fn run(&self, addr: SocketAddr) -> Outcome {
+    pub(crate) fn run(&self, addr: SocketAddr) -> Outcome {
         (self.run)(addr)
     }
 }
@@ -86,10 +86,10 @@ impl std::fmt::Debug for Scenario {
     }
 }
 
-pub const UPLOAD: usize = 16 << 20;
+pub(crate) const UPLOAD: usize = 16 << 20;
 
 /// Every scenario, in table order.
-pub fn scenarios() -> Vec<Scenario> {
+pub(crate) fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             key: "reject-upload-write-first",
@@ -140,7 +140,7 @@ pub fn scenarios() -> Vec<Scenario> {
 }
 
 /// Looks a scenario up by key.
-pub fn scenario(key: &str) -> Scenario {
+pub(crate) fn scenario(key: &str) -> Scenario {
     scenarios()
         .into_iter()
         .find(|s| s.key == key)
@@ -149,7 +149,7 @@ pub fn scenario(key: &str) -> Scenario {
 
 /// A connected client socket; `rcvbuf` is set before connecting so the
 /// window the server sees is small from the first segment.
-pub fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> std::io::Result<TcpStream> {
+pub(crate) fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> std::io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size)?;
@@ -168,7 +168,7 @@ fn get(path: &str, extra_headers: &str) -> Vec<u8> {
 /// Bytes a client sends after the request that ends the connection: well
 /// past hyper's first read (8 KiB, which can grow to 16 KiB), so most of
 /// them are still in the server's kernel buffer when it closes.
-pub const EXTRA: usize = 64 << 10;
+pub(crate) const EXTRA: usize = 64 << 10;
 
 /// A GET made larger than hyper's first read by a padding header.
 fn big_get(path: &str) -> Vec<u8> {
