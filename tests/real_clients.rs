@@ -1,0 +1,132 @@
+//! Clients nobody here wrote, curl and Python's `http.client`, upload 16 MiB
+//! to a route that answers 413 without reading the body. With lingering
+//! close they see the 413 every time; Python, which writes the whole body
+//! before it reads, gets "Broken pipe" from a plain server instead.
+//!
+//! `.ci/run` installs curl and python3 when they are missing; outside CI a
+//! missing tool skips its half of the test with a message.
+
+#[path = "../examples/reset_lab/lab.rs"]
+mod lab;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use linger::LingerConfig;
+
+const TRIALS: usize = 5;
+const UPLOAD: usize = 16 << 20;
+
+fn start(config: Option<LingerConfig>) -> (tokio::runtime::Runtime, SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(lab::serve(listener, lab::app(), config));
+        addr
+    });
+    (rt, addr)
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is missing in CI");
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// What curl reported for one upload: the status code, or its error.
+fn curl_upload(addr: SocketAddr, file: &std::path::Path) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(format!("http://{addr}/reject/2048"))
+        .output()
+        .expect("run curl");
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() {
+        code
+    } else {
+        format!("{code} {}", String::from_utf8_lossy(&out.stderr).trim())
+    }
+}
+
+const PYTHON: &str = r#"
+import http.client, sys
+conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+try:
+    conn.request("POST", "/reject/2048", body=b"u" * int(sys.argv[3]))
+    resp = conn.getresponse()
+    body = resp.read()
+    print(resp.status, len(body))
+except Exception as e:
+    print(type(e).__name__, e)
+"#;
+
+/// What Python's http.client reported for one upload.
+fn python_upload(addr: SocketAddr) -> String {
+    let out = Command::new("python3")
+        .args(["-c", PYTHON])
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(UPLOAD.to_string())
+        .output()
+        .expect("run python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn curl_sees_the_413() {
+    if !have("curl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("linger-real-clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("upload.bin");
+    std::fs::write(&file, vec![b'u'; UPLOAD]).unwrap();
+    let (_with_rt, with) = start(Some(LingerConfig::new()));
+    let (_plain_rt, plain) = start(None);
+    let lingered: Vec<String> = (0..TRIALS).map(|_| curl_upload(with, &file)).collect();
+    let unlingered: Vec<String> = (0..TRIALS).map(|_| curl_upload(plain, &file)).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("curl with linger: {lingered:?}\ncurl without: {unlingered:?}");
+    assert!(lingered.iter().all(|r| r == "413"), "{lingered:?}");
+}
+
+#[test]
+fn python_http_client_sees_the_413() {
+    if !have("python3") {
+        return;
+    }
+    let (_with_rt, with) = start(Some(LingerConfig::new()));
+    let (_plain_rt, plain) = start(None);
+    let lingered: Vec<String> = (0..TRIALS).map(|_| python_upload(with)).collect();
+    let unlingered: Vec<String> = (0..TRIALS).map(|_| python_upload(plain)).collect();
+    eprintln!("python with linger: {lingered:?}\npython without: {unlingered:?}");
+    assert!(lingered.iter().all(|r| r == "413 2048"), "{lingered:?}");
+    assert!(
+        unlingered.iter().any(|r| r != "413 2048"),
+        "a plain server never failed Python here, so this test proves nothing: {unlingered:?}"
+    );
+}
