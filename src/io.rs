@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -24,8 +25,15 @@ const READS_PER_POLL: usize = 16;
 const SCRATCH_LEN: usize = 64 * 1024;
 
 thread_local! {
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+    /// Where lingers on this thread read what they discard: one buffer per
+    /// worker thread, none per connection. Never read back, so never
+    /// initialised.
+    static SCRATCH: RefCell<Box<[MaybeUninit<u8>]>> =
+        RefCell::new(vec![MaybeUninit::uninit(); SCRATCH_LEN].into_boxed_slice());
 }
+
+/// Reads once and forgets what was read: `Ready(Ok(0))` is EOF.
+type Discard<T> = fn(&mut T, &mut Context<'_>) -> Poll<io::Result<usize>>;
 
 /// Wraps a connection's IO so that closing it is a lingering close.
 ///
@@ -41,6 +49,12 @@ thread_local! {
 /// a service or IO error, a header-read timeout, a cancelled version
 /// sniff), the same half-close and bounded drain run on a task of their
 /// own, so those closes do not reset the connection either.
+///
+/// Lingering needs a tokio runtime with its timer enabled (as `axum::serve`
+/// and `#[tokio::main]` have). On Linux, when `T` is tokio's `TcpStream`,
+/// the drain discards with `recv(MSG_TRUNC)`: the kernel drops the bytes
+/// without copying them. Other IOs are read into one scratch buffer per
+/// thread; no lingering connection holds a buffer of its own.
 ///
 /// # Example
 ///
@@ -67,6 +81,8 @@ pub struct LingerIo<T> {
     /// Moves this IO onto a task of its own to finish its close; set by the
     /// constructors, where `T: Send + 'static` is known.
     finish_on_drop: fn(&mut LingerIo<T>),
+    /// How the drain discards input: without copying on Linux TCP.
+    discard: Discard<T>,
 }
 
 enum Phase {
@@ -98,6 +114,7 @@ where
             eof: false,
             phase: Phase::Open,
             finish_on_drop: finish_on_task::<T>,
+            discard: discard_for::<T>(),
         }
     }
 }
@@ -191,7 +208,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         .io
                         .as_mut()
                         .expect("LingerIo holds its IO until dropped");
-                    ready!(drain.as_mut().poll_drain(io, cx));
+                    ready!(drain.as_mut().poll_drain(io, self.discard, cx));
                     self.phase = Phase::Closed;
                     return Poll::Ready(Ok(()));
                 }
@@ -227,6 +244,7 @@ where
         phase,
         // Dropped before it finishes only when the runtime shuts down.
         finish_on_drop: |_| {},
+        discard: this.discard,
     };
     runtime.spawn(async move {
         let _ = poll_fn(|cx| rest.poll_close(cx)).await;
@@ -323,7 +341,6 @@ pin_project! {
         shortened: bool,
         deadline: Instant,
         idle_until: Instant,
-        bytes: u64,
         config: LingerConfig,
         count: Counted,
     }
@@ -339,6 +356,7 @@ impl Drain {
         let count = Counted {
             handle: handle.clone(),
             started: Instant::now(),
+            bytes: 0,
             done: false,
         };
         let started = count.started;
@@ -358,16 +376,16 @@ impl Drain {
             shortened,
             deadline,
             idle_until,
-            bytes: 0,
             config,
             count,
         }
     }
 
     /// Reads and discards until EOF, an error, a bound or `Pending`.
-    fn poll_drain<T: AsyncRead + Unpin>(
+    fn poll_drain<T>(
         self: Pin<&mut Self>,
         io: &mut T,
+        discard: Discard<T>,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let mut this = self.project();
@@ -375,17 +393,15 @@ impl Drain {
         let mut blocked = false;
         for _ in 0..READS_PER_POLL {
             match discard(io, cx) {
-                Poll::Ready(Ok(0)) => {
-                    return this.count.end(LingerOutcome::PeerClosed, *this.bytes)
-                }
+                Poll::Ready(Ok(0)) => return this.count.end(LingerOutcome::PeerClosed),
                 Poll::Ready(Ok(n)) => {
-                    *this.bytes += n as u64;
+                    this.count.bytes += n as u64;
                     got_input = true;
-                    if *this.bytes >= this.config.max_bytes() {
-                        return this.count.end(LingerOutcome::ByteCap, *this.bytes);
+                    if this.count.bytes >= this.config.max_bytes() {
+                        return this.count.end(LingerOutcome::ByteCap);
                     }
                 }
-                Poll::Ready(Err(_)) => return this.count.end(LingerOutcome::Error, *this.bytes),
+                Poll::Ready(Err(_)) => return this.count.end(LingerOutcome::Error),
                 Poll::Pending => {
                     blocked = true;
                     break;
@@ -413,7 +429,7 @@ impl Drain {
                 (true, false) => LingerOutcome::Deadline,
                 (false, _) => LingerOutcome::IdleTimeout,
             };
-            return this.count.end(outcome, *this.bytes);
+            return this.count.end(outcome);
         }
         if !blocked {
             // Out of reads for this poll, not out of input: come back soon.
@@ -424,22 +440,24 @@ impl Drain {
 }
 
 /// A linger counted in the listener's statistics until it ends, or until it
-/// is dropped unfinished (its task cancelled as the runtime shuts down).
+/// is dropped unfinished (its task cancelled as the runtime shuts down:
+/// counted as an error, with the bytes it had discarded).
 struct Counted {
     handle: Handle,
     started: Instant,
+    bytes: u64,
     done: bool,
 }
 
 impl Counted {
-    fn end(&mut self, outcome: LingerOutcome, bytes: u64) -> Poll<()> {
+    fn end(&mut self, outcome: LingerOutcome) -> Poll<()> {
         if !self.done {
             self.done = true;
             let shared = self.handle.shared();
-            if shared.counters.end(outcome, bytes) {
+            if shared.counters.end(outcome, self.bytes) {
                 shared.idle.notify_waiters();
             }
-            log_outcome(outcome, bytes, self.started.elapsed());
+            log_outcome(outcome, self.bytes, self.started.elapsed());
         }
         Poll::Ready(())
     }
@@ -447,24 +465,58 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let _ = self.end(LingerOutcome::Error, 0);
+        let _ = self.end(LingerOutcome::Error);
     }
 }
 
-/// Reads once into the thread's scratch buffer and forgets what was read.
-fn discard<T: AsyncRead + Unpin>(io: &mut T, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut scratch) => read_into(io, cx, &mut scratch),
-        Err(_) => read_into(io, cx, &mut [0; 4096]),
+/// The discard for `T`: `recv(MSG_TRUNC)` when `T` is a tokio `TcpStream`
+/// on Linux (the kernel drops the bytes without copying them), a read into
+/// the thread's scratch buffer otherwise.
+fn discard_for<T: AsyncRead + Unpin + 'static>() -> Discard<T> {
+    #[cfg(target_os = "linux")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<tokio::net::TcpStream>() {
+        return |io, cx| match (io as &mut dyn std::any::Any).downcast_mut() {
+            Some(tcp) => discard_tcp(tcp, cx),
+            None => discard_copy(io, cx),
+        };
+    }
+    discard_copy::<T>
+}
+
+/// Reads once into the thread's scratch buffer.
+fn discard_copy<T: AsyncRead + Unpin>(io: &mut T, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    with_scratch(|scratch| {
+        let mut buf = ReadBuf::uninit(scratch);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
     })
 }
 
-fn read_into<T: AsyncRead + Unpin>(
-    io: &mut T,
-    cx: &mut Context<'_>,
-    buf: &mut [u8],
-) -> Poll<io::Result<usize>> {
-    let mut buf = ReadBuf::new(buf);
-    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
-    Poll::Ready(Ok(buf.filled().len()))
+/// Discards up to a scratch buffer's length of queued input without
+/// copying it: Linux's `recv(MSG_TRUNC)` on TCP drops the bytes in the
+/// kernel and returns how many there were.
+#[cfg(target_os = "linux")]
+fn discard_tcp(tcp: &mut tokio::net::TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    let socket = socket2::SockRef::from(&*tcp);
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        let discarded = with_scratch(|scratch| {
+            tcp.try_io(tokio::io::Interest::READABLE, || {
+                socket.recv_with_flags(scratch, libc::MSG_TRUNC)
+            })
+        });
+        match discarded {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
+/// Lends the thread's scratch buffer, or a small stack buffer in the
+/// unlikely case it is already lent (a discard nested in another).
+fn with_scratch<R>(f: impl FnOnce(&mut [MaybeUninit<u8>]) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut [MaybeUninit::uninit(); 4096]),
+    })
 }

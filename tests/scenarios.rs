@@ -24,7 +24,8 @@ use probe::Outcome;
 const TRIALS: usize = 6;
 
 struct Lab {
-    rt: tokio::runtime::Runtime,
+    /// Serves until the test drops it.
+    _rt: tokio::runtime::Runtime,
     addr: SocketAddr,
 }
 
@@ -41,7 +42,7 @@ impl Lab {
             tokio::spawn(lab::serve(listener, app, config));
             addr
         });
-        Self { rt, addr }
+        Self { _rt: rt, addr }
     }
 
     fn lingering() -> Self {

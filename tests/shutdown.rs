@@ -21,6 +21,16 @@ use tokio::sync::oneshot;
 
 const SHORT: Duration = Duration::from_millis(500);
 
+/// One test at a time: a shutdown begun by one would close the other's
+/// keep-alive connections (see the module docs).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn app() -> Router {
     lab::app().route(
         "/slow",
@@ -136,6 +146,7 @@ fn clean_end(stream: &mut TcpStream) -> (Vec<u8>, bool) {
 /// close is a FIN; and the server finishes once the client has closed.
 #[test]
 fn graceful_shutdown_mid_conversation() {
+    let _serial = serial();
     for linger in [true, false] {
         let mut server = Server::start(linger);
         let mut stream = probe::connect(server.addr, Some(16 << 10)).unwrap();
@@ -188,6 +199,7 @@ fn graceful_shutdown_mid_conversation() {
 /// finishes within it (plus slack).
 #[test]
 fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
+    let _serial = serial();
     let mut server = Server::start(true);
     let shutdown = server.shutdown.clone().unwrap();
     // Three clients that get a close response and never close.

@@ -1,0 +1,87 @@
+//! An axum 0.8 server with lingering close: a template to copy.
+//!
+//! ```text
+//! cargo run --example axum                 # listens on 127.0.0.1:3000
+//! PORT=8080 cargo run --example axum       # or on another port
+//! RUST_LOG=linger=debug cargo run --example axum   # log every lingering close
+//! ```
+//!
+//! Then, from another shell:
+//!
+//! ```text
+//! curl http://127.0.0.1:3000/
+//! curl --data-binary 'some bytes' http://127.0.0.1:3000/upload
+//!
+//! # A body over the 1 MiB limit is rejected with 413 before it is read.
+//! # The server closes the connection, but lingers, so curl sees the 413
+//! # instead of a "connection reset by peer" while it is still uploading:
+//! head -c 2097152 /dev/zero > bigfile
+//! curl -v --data-binary @bigfile http://127.0.0.1:3000/upload
+//! ```
+//!
+//! Stop it with Ctrl-C.
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use linger::{LingerLayer, LingerListener};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    // `RUST_LOG=linger=debug` shows how each lingering close ended.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let app = Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        // The upload is read whole into memory; anything over the limit is
+        // answered 413 Payload Too Large without reading the rest of it.
+        .route("/upload", post(upload))
+        .layer(DefaultBodyLimit::max(1024 * 1024));
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().expect("PORT must be a port number"),
+        Err(_) => 3000,
+    };
+    let tcp = TcpListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!("listening on http://{}", tcp.local_addr()?);
+
+    // The two pieces of lingering close:
+    // - `LingerListener` wraps every accepted connection in a `LingerIo`,
+    //   whose close half-closes, then drains the client's input (bounded by
+    //   a `LingerConfig`: 5 s idle, 30 s total, 64 MiB) before it closes.
+    //   `LingerListener::with_config` takes other bounds.
+    // - `LingerLayer` makes every response that ends its connection (here:
+    //   the 413, whose request body is left unread) say `Connection: close`.
+    //   Put it outermost, after every other `.layer`.
+    //
+    // Need the peer address? axum's `ConnectInfo<SocketAddr>` does not work
+    // through a custom listener; serve
+    // `app.into_make_service_with_connect_info::<linger::LingerConnectInfo>()`
+    // and extract `ConnectInfo<LingerConnectInfo>` instead.
+    let listener = LingerListener::new(tcp);
+    // On Ctrl-C: stop accepting; responses still in flight say
+    // `Connection: close`; every linger is cut to the short deadline (2 s).
+    let shutdown = listener.shutdown_handle();
+    axum::serve(listener, app.layer(LingerLayer::new()))
+        .with_graceful_shutdown(shutdown.on(async {
+            tokio::signal::ctrl_c().await.ok();
+            tracing::info!("shutting down");
+        }))
+        .await?;
+    // axum waited for its connections; this waits for the lingers that run
+    // on tasks of their own (connections hyper dropped after an error).
+    shutdown.wait().await;
+    tracing::info!("stopped: {:?}", shutdown.stats());
+    Ok(())
+}
+
+/// Reads the whole body (at most the `DefaultBodyLimit`) and returns its length.
+async fn upload(body: Bytes) -> String {
+    format!("{} bytes\n", body.len())
+}
