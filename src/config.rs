@@ -60,6 +60,8 @@ pub struct LingerConfig {
     max_bytes: u64,
     max_lingering: usize,
     short_deadline: Duration,
+    end_when_acked: bool,
+    ack_quiet: Duration,
 }
 
 /// Default [`LingerConfig::idle_timeout`]: 5 seconds (nginx `lingering_timeout`).
@@ -72,6 +74,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 pub const DEFAULT_MAX_LINGERING: usize = 1024;
 /// Default [`LingerConfig::short_deadline`]: 2 seconds (Apache's short linger).
 pub const DEFAULT_SHORT_DEADLINE: Duration = Duration::from_secs(2);
+/// Default [`LingerConfig::ack_quiet`]: 20 milliseconds.
+pub const DEFAULT_ACK_QUIET: Duration = Duration::from_millis(20);
 
 impl LingerConfig {
     /// The defaults: mode [`LingerMode::On`], [`DEFAULT_IDLE_TIMEOUT`],
@@ -85,6 +89,8 @@ impl LingerConfig {
             max_bytes: DEFAULT_MAX_BYTES,
             max_lingering: DEFAULT_MAX_LINGERING,
             short_deadline: DEFAULT_SHORT_DEADLINE,
+            end_when_acked: false,
+            ack_quiet: DEFAULT_ACK_QUIET,
         }
     }
 
@@ -134,6 +140,33 @@ impl LingerConfig {
         self
     }
 
+    /// Ends a linger early, before the peer closes or a bound is hit, once
+    /// the kernel reports every byte sent (the FIN included) acknowledged by
+    /// the peer and no input has arrived for [`ack_quiet`](Self::ack_quiet):
+    /// RFC 9112's "reasonably certain that its own TCP stack has received
+    /// the client's acknowledgement of the packet(s) containing the server's
+    /// last response". Linux TCP only (`SIOCOUTQ`); elsewhere the normal
+    /// bounds apply. Off by default.
+    ///
+    /// It frees the sockets of clients that read the response but do not
+    /// close. The cost: a client that sends more after that moment (a
+    /// pipelined request sent later than `ack_quiet`, an upload that stalls
+    /// for longer) meets a reset; a Linux client still reads the response it
+    /// has, other stacks may drop it.
+    #[must_use]
+    pub const fn with_end_when_acked(mut self, end_when_acked: bool) -> Self {
+        self.end_when_acked = end_when_acked;
+        self
+    }
+
+    /// Sets how long input must be quiet before
+    /// [`end_when_acked`](Self::with_end_when_acked) may end a linger.
+    #[must_use]
+    pub const fn with_ack_quiet(mut self, ack_quiet: Duration) -> Self {
+        self.ack_quiet = ack_quiet;
+        self
+    }
+
     /// When a connection lingers.
     pub const fn mode(&self) -> LingerMode {
         self.mode
@@ -162,6 +195,16 @@ impl LingerConfig {
     /// The deadline of lingers past the cap or during shutdown.
     pub const fn short_deadline(&self) -> Duration {
         self.short_deadline
+    }
+
+    /// Whether a linger ends once everything sent is acknowledged.
+    pub const fn end_when_acked(&self) -> bool {
+        self.end_when_acked
+    }
+
+    /// How long input must be quiet before an acknowledged linger ends.
+    pub const fn ack_quiet(&self) -> Duration {
+        self.ack_quiet
     }
 }
 

@@ -32,8 +32,22 @@ thread_local! {
         RefCell::new(vec![MaybeUninit::uninit(); SCRATCH_LEN].into_boxed_slice());
 }
 
-/// Reads once and forgets what was read: `Ready(Ok(0))` is EOF.
-type Discard<T> = fn(&mut T, &mut Context<'_>) -> Poll<io::Result<usize>>;
+/// What the drain does with the IO, chosen once per type at construction:
+/// the Linux TCP paths for tokio's `TcpStream`, the generic ones otherwise.
+struct Ops<T> {
+    /// Reads once and forgets what was read: `Ready(Ok(0))` is EOF.
+    discard: fn(&mut T, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    /// Bytes sent but not yet acknowledged, where the IO can tell.
+    unacked: fn(&T) -> Option<usize>,
+}
+
+impl<T> Clone for Ops<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Ops<T> {}
 
 /// Wraps a connection's IO so that closing it is a lingering close.
 ///
@@ -81,8 +95,8 @@ pub struct LingerIo<T> {
     /// Moves this IO onto a task of its own to finish its close; set by the
     /// constructors, where `T: Send + 'static` is known.
     finish_on_drop: fn(&mut LingerIo<T>),
-    /// How the drain discards input: without copying on Linux TCP.
-    discard: Discard<T>,
+    /// How the drain reads and what it can ask the kernel.
+    ops: Ops<T>,
 }
 
 enum Phase {
@@ -114,7 +128,7 @@ where
             eof: false,
             phase: Phase::Open,
             finish_on_drop: finish_on_task::<T>,
-            discard: discard_for::<T>(),
+            ops: ops_for::<T>(),
         }
     }
 }
@@ -208,7 +222,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         .io
                         .as_mut()
                         .expect("LingerIo holds its IO until dropped");
-                    ready!(drain.as_mut().poll_drain(io, self.discard, cx));
+                    ready!(drain.as_mut().poll_drain(io, self.ops, cx));
                     self.phase = Phase::Closed;
                     return Poll::Ready(Ok(()));
                 }
@@ -244,7 +258,7 @@ where
         phase,
         // Dropped before it finishes only when the runtime shuts down.
         finish_on_drop: |_| {},
-        discard: this.discard,
+        ops: this.ops,
     };
     runtime.spawn(async move {
         let _ = poll_fn(|cx| rest.poll_close(cx)).await;
@@ -338,6 +352,7 @@ pin_project! {
         #[pin]
         stop: WaitForCancellationFutureOwned,
         stopping: bool,
+        ack: Option<AckCheck>,
         shortened: bool,
         deadline: Instant,
         idle_until: Instant,
@@ -373,6 +388,9 @@ impl Drain {
             timer: tokio::time::sleep_until(deadline.min(idle_until)),
             stop: shared.shutdown.clone().cancelled_owned(),
             stopping: false,
+            ack: config
+                .end_when_acked()
+                .then(|| AckCheck::new(started, config.ack_quiet())),
             shortened,
             deadline,
             idle_until,
@@ -385,57 +403,114 @@ impl Drain {
     fn poll_drain<T>(
         self: Pin<&mut Self>,
         io: &mut T,
-        discard: Discard<T>,
+        ops: Ops<T>,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let mut this = self.project();
-        let mut got_input = false;
-        let mut blocked = false;
-        for _ in 0..READS_PER_POLL {
-            match discard(io, cx) {
-                Poll::Ready(Ok(0)) => return this.count.end(LingerOutcome::PeerClosed),
-                Poll::Ready(Ok(n)) => {
-                    this.count.bytes += n as u64;
-                    got_input = true;
-                    if this.count.bytes >= this.config.max_bytes() {
-                        return this.count.end(LingerOutcome::ByteCap);
+        loop {
+            let mut got_input = false;
+            let mut blocked = false;
+            for _ in 0..READS_PER_POLL {
+                match (ops.discard)(io, cx) {
+                    Poll::Ready(Ok(0)) => return this.count.end(LingerOutcome::PeerClosed),
+                    Poll::Ready(Ok(n)) => {
+                        this.count.bytes += n as u64;
+                        got_input = true;
+                        if this.count.bytes >= this.config.max_bytes() {
+                            return this.count.end(LingerOutcome::ByteCap);
+                        }
+                    }
+                    Poll::Ready(Err(_)) => return this.count.end(LingerOutcome::Error),
+                    Poll::Pending => {
+                        blocked = true;
+                        break;
                     }
                 }
-                Poll::Ready(Err(_)) => return this.count.end(LingerOutcome::Error),
-                Poll::Pending => {
-                    blocked = true;
-                    break;
+            }
+            if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
+                *this.stopping = true;
+                let cut = Instant::now() + this.config.short_deadline();
+                if cut < *this.deadline {
+                    *this.deadline = cut;
+                    *this.shortened = true;
                 }
             }
-        }
-        if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
-            *this.stopping = true;
-            let cut = Instant::now() + this.config.short_deadline();
-            if cut < *this.deadline {
-                *this.deadline = cut;
-                *this.shortened = true;
+            if got_input {
+                let now = Instant::now();
+                *this.idle_until = now + this.config.idle_timeout();
+                if let Some(ack) = this.ack.as_mut() {
+                    ack.input_at(now, this.config.ack_quiet());
+                }
             }
+            if let Some(ack) = this.ack.as_mut() {
+                if blocked && ack.is_due() {
+                    match (ops.unacked)(io) {
+                        Some(0) => return this.count.end(LingerOutcome::Acked),
+                        Some(_) => ack.back_off(this.config.idle_timeout()),
+                        // Not known for this IO: the normal bounds apply.
+                        None => *this.ack = None,
+                    }
+                }
+            }
+            let bounds = (*this.deadline).min(*this.idle_until);
+            let wake_at = this
+                .ack
+                .as_ref()
+                .map_or(bounds, |ack| ack.check_at.min(bounds));
+            if this.timer.deadline() != wake_at {
+                this.timer.as_mut().reset(wake_at);
+            }
+            if this.timer.as_mut().poll(cx).is_pending() {
+                if !blocked {
+                    // Out of reads for this poll, not out of input: come back soon.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+            if wake_at >= bounds {
+                let outcome = match (wake_at >= *this.deadline, *this.shortened) {
+                    (true, true) => LingerOutcome::Shortened,
+                    (true, false) => LingerOutcome::Deadline,
+                    (false, _) => LingerOutcome::IdleTimeout,
+                };
+                return this.count.end(outcome);
+            }
+            // Time for an acknowledgement check: read, then check.
         }
-        if got_input {
-            *this.idle_until = Instant::now() + this.config.idle_timeout();
+    }
+}
+
+/// When to ask the kernel whether the peer has acknowledged everything:
+/// once input has been quiet for the configured time, then less and less
+/// often (the interval doubles), so a linger makes a handful of checks.
+struct AckCheck {
+    check_at: Instant,
+    interval: std::time::Duration,
+}
+
+impl AckCheck {
+    fn new(started: Instant, quiet: std::time::Duration) -> Self {
+        Self {
+            check_at: started + quiet,
+            interval: quiet,
         }
-        let wake_at = (*this.deadline).min(*this.idle_until);
-        if this.timer.deadline() != wake_at {
-            this.timer.as_mut().reset(wake_at);
-        }
-        if this.timer.poll(cx).is_ready() {
-            let outcome = match (wake_at >= *this.deadline, *this.shortened) {
-                (true, true) => LingerOutcome::Shortened,
-                (true, false) => LingerOutcome::Deadline,
-                (false, _) => LingerOutcome::IdleTimeout,
-            };
-            return this.count.end(outcome);
-        }
-        if !blocked {
-            // Out of reads for this poll, not out of input: come back soon.
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
+    }
+
+    fn is_due(&self) -> bool {
+        Instant::now() >= self.check_at
+    }
+
+    /// Input arrived: wait for it to be quiet again.
+    fn input_at(&mut self, now: Instant, quiet: std::time::Duration) {
+        self.check_at = self.check_at.max(now + quiet);
+    }
+
+    /// Not acknowledged yet: check again later, at most `cap` apart.
+    fn back_off(&mut self, cap: std::time::Duration) {
+        self.interval = (self.interval * 2)
+            .min(cap)
+            .max(std::time::Duration::from_millis(1));
+        self.check_at = Instant::now() + self.interval;
     }
 }
 
@@ -469,18 +544,29 @@ impl Drop for Counted {
     }
 }
 
-/// The discard for `T`: `recv(MSG_TRUNC)` when `T` is a tokio `TcpStream`
-/// on Linux (the kernel drops the bytes without copying them), a read into
-/// the thread's scratch buffer otherwise.
-fn discard_for<T: AsyncRead + Unpin + 'static>() -> Discard<T> {
+/// The drain's operations for `T`: on Linux, when `T` is tokio's
+/// `TcpStream`, `recv(MSG_TRUNC)` (the kernel drops the bytes without
+/// copying them) and `SIOCOUTQ`; otherwise a read into the thread's scratch
+/// buffer, and no acknowledgement information.
+fn ops_for<T: AsyncRead + Unpin + 'static>() -> Ops<T> {
     #[cfg(target_os = "linux")]
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<tokio::net::TcpStream>() {
-        return |io, cx| match (io as &mut dyn std::any::Any).downcast_mut() {
-            Some(tcp) => discard_tcp(tcp, cx),
-            None => discard_copy(io, cx),
+        use std::any::Any;
+        return Ops {
+            discard: |io, cx| match (io as &mut dyn Any).downcast_mut() {
+                Some(tcp) => with_scratch(|scratch| crate::tcp::discard(tcp, scratch, cx)),
+                None => discard_copy(io, cx),
+            },
+            unacked: |io| {
+                let tcp = (io as &dyn Any).downcast_ref()?;
+                crate::tcp::unacked(tcp).ok()
+            },
         };
     }
-    discard_copy::<T>
+    Ops {
+        discard: discard_copy::<T>,
+        unacked: |_| None,
+    }
 }
 
 /// Reads once into the thread's scratch buffer.
@@ -490,26 +576,6 @@ fn discard_copy<T: AsyncRead + Unpin>(io: &mut T, cx: &mut Context<'_>) -> Poll<
         ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
         Poll::Ready(Ok(buf.filled().len()))
     })
-}
-
-/// Discards up to a scratch buffer's length of queued input without
-/// copying it: Linux's `recv(MSG_TRUNC)` on TCP drops the bytes in the
-/// kernel and returns how many there were.
-#[cfg(target_os = "linux")]
-fn discard_tcp(tcp: &mut tokio::net::TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    let socket = socket2::SockRef::from(&*tcp);
-    loop {
-        ready!(tcp.poll_read_ready(cx))?;
-        let discarded = with_scratch(|scratch| {
-            tcp.try_io(tokio::io::Interest::READABLE, || {
-                socket.recv_with_flags(scratch, libc::MSG_TRUNC)
-            })
-        });
-        match discarded {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            result => return Poll::Ready(result),
-        }
-    }
 }
 
 /// Lends the thread's scratch buffer, or a small stack buffer in the

@@ -49,11 +49,13 @@ mod listener;
 mod service;
 mod shutdown;
 mod stats;
+#[cfg(target_os = "linux")]
+mod tcp;
 
 pub use body::LingerBody;
 pub use config::{
-    LingerConfig, LingerMode, DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_LINGERING, DEFAULT_SHORT_DEADLINE,
+    LingerConfig, LingerMode, DEFAULT_ACK_QUIET, DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_LINGERING, DEFAULT_SHORT_DEADLINE,
 };
 pub use handle::Handle;
 pub use io::LingerIo;

@@ -23,6 +23,9 @@ pub enum LingerOutcome {
     /// The short deadline passed: the linger was cut short because too
     /// many connections were lingering, or the server is shutting down.
     Shortened,
+    /// The peer acknowledged everything sent and input was quiet
+    /// ([`LingerConfig::with_end_when_acked`](crate::LingerConfig::with_end_when_acked)).
+    Acked,
 }
 
 impl LingerOutcome {
@@ -35,6 +38,7 @@ impl LingerOutcome {
             Self::ByteCap => "byte_cap",
             Self::Error => "error",
             Self::Shortened => "shortened",
+            Self::Acked => "acked",
         }
     }
 }
@@ -44,7 +48,7 @@ pub(crate) struct Counters {
     started: AtomicU64,
     /// Lingering now; also what the concurrency cap is checked against.
     live: AtomicUsize,
-    ended: [AtomicU64; 6],
+    ended: [AtomicU64; 7],
     bytes: AtomicU64,
 }
 
@@ -74,15 +78,17 @@ impl Counters {
         let byte_cap = ended(LingerOutcome::ByteCap);
         let error = ended(LingerOutcome::Error);
         let shortened = ended(LingerOutcome::Shortened);
+        let acked = ended(LingerOutcome::Acked);
         LingerStats {
             started: self.started.load(Relaxed),
             lingering: self.live() as u64,
-            shortened,
             peer_closed,
             idle_timeout,
             deadline,
             byte_cap,
             error,
+            shortened,
+            acked,
             bytes_discarded: self.bytes.load(Relaxed),
         }
     }
@@ -120,6 +126,8 @@ pub struct LingerStats {
     /// Lingers ended by the short deadline (past the concurrency cap, or
     /// during shutdown).
     pub shortened: u64,
+    /// Lingers ended because everything sent was acknowledged.
+    pub acked: u64,
     /// Bytes read and discarded by lingers.
     pub bytes_discarded: u64,
 }
@@ -128,7 +136,7 @@ pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, took: Duration) {
     tracing::debug!(
         outcome = outcome.as_str(),
         bytes,
-        millis = took.as_millis() as u64,
+        micros = took.as_micros() as u64,
         "lingering close ended"
     );
 }

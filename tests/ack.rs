@@ -1,0 +1,93 @@
+//! Ending a linger once the peer has acknowledged everything
+//! (`LingerConfig::with_end_when_acked`), over loopback.
+
+#[path = "../examples/reset_lab/lab.rs"]
+mod lab;
+#[path = "../examples/reset_lab/probe.rs"]
+mod probe;
+
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
+
+fn start(
+    config: LingerConfig,
+) -> (
+    tokio::runtime::Runtime,
+    std::net::SocketAddr,
+    LingerShutdown,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (addr, stats) = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = LingerListener::with_config(tcp, config);
+        let stats = listener.shutdown_handle();
+        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
+        (addr, stats)
+    });
+    (rt, addr, stats)
+}
+
+/// Every reset-lab scenario still delivers every response whole with the
+/// early end on.
+#[test]
+fn every_scenario_stays_whole() {
+    let (_rt, addr, _) = start(LingerConfig::new().with_end_when_acked(true));
+    for scenario in probe::scenarios() {
+        for _ in 0..3 {
+            let outcome = scenario.run(addr);
+            assert!(outcome.is_whole(), "{}: {outcome:?}", scenario.key);
+        }
+    }
+}
+
+/// A client that reads its close response and never closes is released once
+/// its TCP has acknowledged everything and input is quiet, instead of being
+/// held for the idle timeout.
+#[test]
+fn acknowledged_linger_ends_early() {
+    let quiet = Duration::from_millis(50);
+    let base = LingerConfig::new().with_ack_quiet(quiet);
+    for on in [true, false] {
+        let (rt, addr, stats) = start(base.with_end_when_acked(on));
+        let mut client = probe::connect(addr, None).unwrap();
+        // Extra bytes so the server lingers in mode On.
+        client
+            .write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nxyz")
+            .unwrap();
+        let began = Instant::now();
+        let mut got = Vec::new();
+        // EOF (the server's FIN) comes at once; the client keeps its socket.
+        client.read_to_end(&mut got).unwrap();
+        assert!(got.ends_with(&[b'b'; 16]));
+        // Wait, bounded, for the linger to end.
+        let ended = loop {
+            let s = stats.stats();
+            if s.lingering == 0 && s.started == 1 {
+                break Some(began.elapsed());
+            }
+            if began.elapsed() > Duration::from_secs(2) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let s = stats.stats();
+        if on {
+            let took = ended.expect("the acknowledged linger did not end");
+            assert!(took >= quiet, "ended before input was quiet: {took:?}");
+            assert_eq!(s.acked, 1, "{s:?}");
+        } else {
+            assert_eq!(ended, None, "without the option the linger waits: {s:?}");
+            assert_eq!((s.lingering, s.acked), (1, 0), "{s:?}");
+        }
+        drop(client);
+        drop(rt);
+    }
+}
