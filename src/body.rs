@@ -3,34 +3,60 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
 
-pin_project! {
-    /// The request body the [`Linger`](crate::Linger) middleware hands to
-    /// its inner service.
-    ///
-    /// Frames, size hints and errors pass through untouched. A body that is
-    /// already empty is not tracked and costs nothing; otherwise the
-    /// middleware learns, when the response is ready, whether the handler
-    /// read the body to its end, and ends the connection if it did not.
-    pub struct LingerBody<B> {
-        #[pin]
-        inner: B,
-        finished: Option<Arc<AtomicBool>>,
+/// The request body the [`Linger`](crate::Linger) middleware hands to its
+/// inner service.
+///
+/// Frames, size hints and errors pass through untouched. A body that is
+/// already empty is not tracked and costs nothing; otherwise the middleware
+/// learns, when the response is ready, whether the handler read the body to
+/// its end. If the handler dropped it unread, the middleware gets it back,
+/// to discard a small remainder so the connection can be reused.
+pub struct LingerBody<B> {
+    /// `Some` until dropped.
+    inner: Option<B>,
+    tracker: Option<Arc<Tracker<B>>>,
+}
+
+/// What the middleware learns of a request body.
+pub(crate) struct Tracker<B> {
+    finished: AtomicBool,
+    /// The body, handed back when the handler drops it unread.
+    leftover: Mutex<Option<B>>,
+}
+
+impl<B> Tracker<B> {
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// The unread body, if the handler dropped it.
+    pub(crate) fn take_leftover(&self) -> Option<B> {
+        self.leftover
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 }
 
 impl<B: Body> LingerBody<B> {
-    /// Wraps `inner`; returns the flag that turns true at its end, if it has
-    /// any data left to read.
-    pub(crate) fn track(inner: B) -> (Self, Option<Arc<AtomicBool>>) {
-        let finished = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
-        let tracker = finished.clone();
-        (Self { inner, finished }, tracker)
+    /// Wraps `inner`; returns its tracker if it has any data left to read.
+    pub(crate) fn track(inner: B) -> (Self, Option<Arc<Tracker<B>>>) {
+        let tracker = (!inner.is_end_stream()).then(|| {
+            Arc::new(Tracker {
+                finished: AtomicBool::new(false),
+                leftover: Mutex::new(None),
+            })
+        });
+        let body = Self {
+            inner: Some(inner),
+            tracker: tracker.clone(),
+        };
+        (body, tracker)
     }
 }
 
@@ -38,23 +64,29 @@ impl<B> LingerBody<B> {
     /// Wraps `inner` without tracking it.
     pub(crate) fn untracked(inner: B) -> Self {
         Self {
-            inner,
-            finished: None,
+            inner: Some(inner),
+            tracker: None,
         }
     }
 
     /// A reference to the inner body.
     pub fn get_ref(&self) -> &B {
-        &self.inner
+        self.inner
+            .as_ref()
+            .expect("LingerBody holds its body until dropped")
     }
 
-    /// Unwraps the inner body; reading it is no longer tracked.
-    pub fn into_inner(self) -> B {
+    /// Unwraps the inner body; reading it is no longer tracked, and the
+    /// connection ends after the response unless it is read to its end.
+    pub fn into_inner(mut self) -> B {
+        self.tracker = None;
         self.inner
+            .take()
+            .expect("LingerBody holds its body until dropped")
     }
 }
 
-impl<B: Body> Body for LingerBody<B> {
+impl<B: Body + Unpin> Body for LingerBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -62,34 +94,52 @@ impl<B: Body> Body for LingerBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let this = self.get_mut();
+        let inner = this
+            .inner
+            .as_mut()
+            .expect("LingerBody holds its body until dropped");
+        let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
         let ended = match &frame {
             None => true,
-            Some(Ok(_)) => this.inner.is_end_stream(),
+            Some(Ok(_)) => inner.is_end_stream(),
             Some(Err(_)) => false,
         };
         if ended {
-            if let Some(finished) = this.finished.take() {
-                finished.store(true, Ordering::Release);
+            if let Some(tracker) = this.tracker.take() {
+                tracker.finished.store(true, Ordering::Release);
             }
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.get_ref().is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.get_ref().size_hint()
+    }
+}
+
+impl<B> Drop for LingerBody<B> {
+    fn drop(&mut self) {
+        // Dropped unread: hand the body back to the middleware.
+        if let Some(tracker) = self.tracker.take() {
+            if !tracker.is_finished() {
+                *tracker
+                    .leftover
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.inner.take();
+            }
+        }
     }
 }
 
 impl<B> fmt::Debug for LingerBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LingerBody")
-            .field("tracked", &self.finished.is_some())
+            .field("tracked", &self.tracker.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -1,9 +1,30 @@
 //! [`LingerLayer`]: the tower layer that applies [`Linger`].
 
+use std::time::Duration;
+
 use tower_layer::Layer;
 
 use crate::handle::Handle;
 use crate::service::Linger;
+
+/// Default largest unread request body remainder the middleware discards to
+/// keep a connection reusable: 256 KiB (Go's `net/http` figure).
+pub const DEFAULT_RESCUE_MAX_BYTES: u64 = 256 << 10;
+/// Default time the middleware spends discarding such a remainder before
+/// it gives up and closes the connection: 50 ms.
+pub const DEFAULT_RESCUE_BUDGET: Duration = Duration::from_millis(50);
+
+/// Keep-alive rescue: discard a small unread request body rather than close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rescue {
+    pub(crate) max_bytes: u64,
+    pub(crate) budget: Duration,
+}
+
+const DEFAULT_RESCUE: Rescue = Rescue {
+    max_bytes: DEFAULT_RESCUE_MAX_BYTES,
+    budget: DEFAULT_RESCUE_BUDGET,
+};
 
 /// Applies the [`Linger`] middleware.
 ///
@@ -22,15 +43,47 @@ use crate::service::Linger;
 /// # Ok::<_, std::io::Error>(())
 /// # };
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// # Keep-alive rescue
+///
+/// When a handler answers without reading the request body, the connection
+/// cannot be reused until the rest of the body has been read. If the
+/// handler dropped the body and its known remainder is at most
+/// [`DEFAULT_RESCUE_MAX_BYTES`], the middleware discards it, for at most
+/// [`DEFAULT_RESCUE_BUDGET`], before it releases the response: the
+/// connection stays open instead of closing and lingering. Otherwise, or if
+/// the budget runs out, the response says `Connection: close`. Tune it with
+/// [`with_rescue`](Self::with_rescue), turn it off with
+/// [`without_rescue`](Self::without_rescue).
+#[derive(Debug, Clone)]
 pub struct LingerLayer {
     handle: Option<Handle>,
+    rescue: Option<Rescue>,
 }
 
 impl LingerLayer {
     /// A layer that finds each connection's [`Handle`] in the request.
     pub const fn new() -> Self {
-        Self { handle: None }
+        Self {
+            handle: None,
+            rescue: Some(DEFAULT_RESCUE),
+        }
+    }
+
+    /// Discards an unread request body remainder of at most `max_bytes`,
+    /// within `budget`, to keep the connection reusable.
+    #[must_use]
+    pub const fn with_rescue(mut self, max_bytes: u64, budget: Duration) -> Self {
+        self.rescue = Some(Rescue { max_bytes, budget });
+        self
+    }
+
+    /// Never discards an unread request body: such a response always ends
+    /// its connection.
+    #[must_use]
+    pub const fn without_rescue(mut self) -> Self {
+        self.rescue = None;
+        self
     }
 
     /// A layer for the services of one connection, whose handle it holds:
@@ -53,7 +106,14 @@ impl LingerLayer {
     pub fn with_handle(handle: Handle) -> Self {
         Self {
             handle: Some(handle),
+            ..Self::new()
         }
+    }
+}
+
+impl Default for LingerLayer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -61,6 +121,6 @@ impl<S> Layer<S> for LingerLayer {
     type Service = Linger<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Linger::with_handle(inner, self.handle.clone())
+        Linger::from_layer(inner, self.handle.clone(), self.rescue)
     }
 }

@@ -59,7 +59,7 @@ pub use config::{
 };
 pub use handle::Handle;
 pub use io::LingerIo;
-pub use layer::LingerLayer;
+pub use layer::{LingerLayer, DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};
 #[cfg(feature = "axum")]
 pub use listener::LingerConnectInfo;
 pub use listener::LingerListener;

@@ -5,11 +5,13 @@ use std::task::{Context, Poll};
 
 use http::header::{HeaderMap, CONNECTION};
 use http::{Request, Response, Version};
+use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::LingerBody;
-use crate::future::ResponseFuture;
+use crate::future::{Decision, ResponseFuture};
 use crate::handle::{any_shutting_down, lingering_is_wired, Handle};
+use crate::layer::{LingerLayer, Rescue};
 
 /// Middleware that makes a response that ends its connection say so, and
 /// tells the connection's [`LingerIo`](crate::LingerIo) to linger.
@@ -39,19 +41,21 @@ use crate::handle::{any_shutting_down, lingering_is_wired, Handle};
 pub struct Linger<S> {
     inner: S,
     handle: Option<Handle>,
+    rescue: Option<Rescue>,
 }
 
 impl<S> Linger<S> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, as [`LingerLayer::new`](crate::LingerLayer::new) does.
     pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            handle: None,
-        }
+        LingerLayer::new().layer(inner)
     }
 
-    pub(crate) fn with_handle(inner: S, handle: Option<Handle>) -> Self {
-        Self { inner, handle }
+    pub(crate) fn from_layer(inner: S, handle: Option<Handle>, rescue: Option<Rescue>) -> Self {
+        Self {
+            inner,
+            handle,
+            rescue,
+        }
     }
 
     /// A reference to the inner service.
@@ -73,12 +77,12 @@ impl<S> Linger<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Linger<S>
 where
     S: Service<Request<LingerBody<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: http_body::Body,
+    ReqBody: http_body::Body + Unpin,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -87,7 +91,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if req.version() >= Version::HTTP_2 {
-            return ResponseFuture::passthrough(self.inner.call(req.map(LingerBody::untracked)));
+            return ResponseFuture::new(self.inner.call(req.map(LingerBody::untracked)), None);
         }
         let handle = match &self.handle {
             Some(handle) => Some(handle.clone()),
@@ -102,9 +106,15 @@ where
         };
         let ends = shutting_down || request_ends_connection(&req);
         let (parts, body) = req.into_parts();
-        let (body, finished) = LingerBody::track(body);
+        let (body, tracker) = LingerBody::track(body);
         let inner = self.inner.call(Request::from_parts(parts, body));
-        ResponseFuture::tracked(inner, ends, finished, handle)
+        let decision = Decision {
+            ends,
+            tracker,
+            handle,
+            rescue: self.rescue,
+        };
+        ResponseFuture::new(inner, Some(decision))
     }
 }
 
@@ -171,13 +181,14 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LingerIo, LingerLayer};
+    use crate::LingerIo;
     use http::StatusCode;
     use http_body_util::{BodyExt, Full};
     use std::convert::Infallible;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
-    use tower::{Layer, ServiceExt};
+    use std::time::Duration;
+    use tower::ServiceExt;
 
     type Body = Full<bytes::Bytes>;
 
@@ -191,7 +202,7 @@ mod tests {
         Request<LingerBody<Body>>,
         Response = Response<Body>,
         Error = Infallible,
-        Future = impl Send,
+        Future = impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send,
     > + Clone {
         tower::service_fn(move |req: Request<LingerBody<Body>>| {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -232,8 +243,30 @@ mod tests {
     #[tokio::test]
     async fn unread_body_closes_and_marks() {
         let handle = handle();
+        let svc = LingerLayer::with_handle(handle.clone())
+            .without_rescue()
+            .layer(app(Default::default(), false, ok));
+        let res = svc.oneshot(post("unread")).await.unwrap();
+        assert!(closes(&res));
+        assert!(handle.is_closing());
+    }
+
+    #[tokio::test]
+    async fn small_unread_body_is_rescued() {
+        let handle = handle();
         let svc =
             LingerLayer::with_handle(handle.clone()).layer(app(Default::default(), false, ok));
+        let res = svc.oneshot(post("unread")).await.unwrap();
+        assert!(!closes(&res));
+        assert!(!handle.is_closing());
+    }
+
+    #[tokio::test]
+    async fn unread_body_over_the_rescue_bound_closes() {
+        let handle = handle();
+        let svc = LingerLayer::with_handle(handle.clone())
+            .with_rescue(3, Duration::from_millis(50))
+            .layer(app(Default::default(), false, ok));
         let res = svc.oneshot(post("unread")).await.unwrap();
         assert!(closes(&res));
         assert!(handle.is_closing());
@@ -270,7 +303,9 @@ mod tests {
     #[tokio::test]
     async fn handle_is_found_in_request_extensions() {
         let handle = handle();
-        let svc = LingerLayer::new().layer(app(Default::default(), false, ok));
+        let svc = LingerLayer::new()
+            .without_rescue()
+            .layer(app(Default::default(), false, ok));
         let mut req = post("unread");
         req.extensions_mut().insert(handle.clone());
         svc.oneshot(req).await.unwrap();
