@@ -7,10 +7,11 @@ use std::time::Duration;
 pub enum LingerMode {
     /// Never linger: half-close and close at once, as hyper does on its own.
     Off,
-    /// Linger when input is unread or may still arrive: the peer has sent
-    /// bytes on this connection (a request, an upload, a pipelined request)
-    /// and has not closed its side, or the middleware marked the connection.
-    /// A peer that already closed, or never sent a byte, is closed at once.
+    /// Linger when input is unread or may still arrive: the server has read
+    /// bytes from the peer on this connection (a request, part of an upload)
+    /// and the peer has not closed its side, or the middleware marked the
+    /// connection, or input the server never read is waiting at the close.
+    /// A peer that already closed, or that sent nothing, is closed at once.
     #[default]
     On,
     /// Linger on every close whose read side is still open, even for a peer
@@ -62,6 +63,7 @@ pub struct LingerConfig {
     short_deadline: Duration,
     end_when_acked: bool,
     ack_quiet: Duration,
+    detach: bool,
 }
 
 /// Default [`LingerConfig::idle_timeout`]: 5 seconds (nginx `lingering_timeout`).
@@ -91,6 +93,7 @@ impl LingerConfig {
             short_deadline: DEFAULT_SHORT_DEADLINE,
             end_when_acked: false,
             ack_quiet: DEFAULT_ACK_QUIET,
+            detach: false,
         }
     }
 
@@ -167,6 +170,21 @@ impl LingerConfig {
         self
     }
 
+    /// Runs each linger on a small task of its own: `poll_shutdown`
+    /// half-closes, hands the socket and the drain to that task, and returns
+    /// at once, so the server frees the connection's buffers (hyper's are
+    /// some 16 KiB) while the socket lingers: a lingering connection then
+    /// costs well under 1 KiB beside the kernel socket. Off by default.
+    ///
+    /// The price: the server's own graceful shutdown (axum's, hyper-util's
+    /// `GracefulShutdown`) no longer waits for lingers; wait for them with
+    /// [`LingerShutdown::wait`](crate::LingerShutdown::wait).
+    #[must_use]
+    pub const fn with_detach(mut self, detach: bool) -> Self {
+        self.detach = detach;
+        self
+    }
+
     /// When a connection lingers.
     pub const fn mode(&self) -> LingerMode {
         self.mode
@@ -205,6 +223,11 @@ impl LingerConfig {
     /// How long input must be quiet before an acknowledged linger ends.
     pub const fn ack_quiet(&self) -> Duration {
         self.ack_quiet
+    }
+
+    /// Whether lingers run on tasks of their own.
+    pub const fn detach(&self) -> bool {
+        self.detach
     }
 }
 

@@ -92,18 +92,28 @@ pub struct LingerIo<T> {
     /// A read returned end of file.
     eof: bool,
     phase: Phase,
-    /// Moves this IO onto a task of its own to finish its close; set by the
-    /// constructors, where `T: Send + 'static` is known.
-    finish_on_drop: fn(&mut LingerIo<T>),
+    /// Moves the IO and the rest of its close onto a task of its own, and
+    /// says whether it did; set by the constructors, where `T: Send +
+    /// 'static` is known.
+    hand_off: fn(&mut LingerIo<T>) -> bool,
     /// How the drain reads and what it can ask the kernel.
     ops: Ops<T>,
 }
 
 enum Phase {
     Open,
-    Closing { linger: bool },
+    Closing(Decision),
     Draining(Pin<Box<Drain>>),
     Closed,
+}
+
+/// Whether a close lingers, as far as it can be told before the half-close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    No,
+    /// Only if input is waiting once the connection is half-closed.
+    IfInputWaits,
+    Yes,
 }
 
 impl<T> LingerIo<T>
@@ -127,7 +137,7 @@ where
             read_any: false,
             eof: false,
             phase: Phase::Open,
-            finish_on_drop: finish_on_task::<T>,
+            hand_off: hand_off::<T>,
             ops: ops_for::<T>(),
         }
     }
@@ -140,51 +150,79 @@ impl<T> LingerIo<T> {
     }
 
     /// A reference to the inner IO.
+    ///
+    /// # Panics
+    ///
+    /// If a shutdown handed the IO to a detached linger
+    /// ([`LingerConfig::with_detach`]).
     pub fn get_ref(&self) -> &T {
-        self.inner_ref()
+        self.io.as_ref().expect(HANDED_OFF)
     }
 
     /// A mutable reference to the inner IO. Reading from it directly hides
     /// that input from the lingering decision.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_ref`](Self::get_ref).
     pub fn get_mut(&mut self) -> &mut T {
-        self.inner()
+        self.io.as_mut().expect(HANDED_OFF)
     }
 
     /// A pinned mutable reference to the inner IO.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_ref`](Self::get_ref).
     pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut T>
     where
         T: Unpin,
     {
-        Pin::new(self.get_mut().inner())
+        Pin::new(self.get_mut().get_mut())
     }
 
     /// Unwraps the inner IO. It will not linger when it is closed.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_ref`](Self::get_ref).
     pub fn into_inner(mut self) -> T {
         self.phase = Phase::Closed;
-        self.io.take().expect("LingerIo holds its IO until dropped")
+        self.io.take().expect(HANDED_OFF)
     }
 
-    fn inner(&mut self) -> &mut T {
-        self.io
-            .as_mut()
-            .expect("LingerIo holds its IO until dropped")
+    /// The inner IO, or `NotConnected` once it was handed to a detached
+    /// linger.
+    #[inline]
+    fn pinned(&mut self) -> io::Result<Pin<&mut T>>
+    where
+        T: Unpin,
+    {
+        match self.io.as_mut() {
+            Some(io) => Ok(Pin::new(io)),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, HANDED_OFF)),
+        }
     }
 
-    fn inner_ref(&self) -> &T {
-        self.io
-            .as_ref()
-            .expect("LingerIo holds its IO until dropped")
+    /// Whether a close left unfinished here must be finished elsewhere.
+    fn close_is_unfinished(&self) -> bool {
+        match self.phase {
+            Phase::Open => self.should_linger() == Decision::Yes,
+            Phase::Closing(_) | Phase::Draining(_) => true,
+            Phase::Closed => false,
+        }
     }
 
     /// Whether closing now should linger, by the mode and what was seen.
-    fn should_linger(&self) -> bool {
+    fn should_linger(&self) -> Decision {
         if self.eof || self.handle.is_linger_disabled() {
-            return false;
+            return Decision::No;
         }
         match self.handle.config().mode() {
-            LingerMode::Off => false,
-            LingerMode::On => self.read_any || self.handle.is_closing(),
-            LingerMode::Always => true,
+            LingerMode::Off => Decision::No,
+            LingerMode::On if self.read_any || self.handle.is_closing() => Decision::Yes,
+            LingerMode::On => Decision::IfInputWaits,
+            LingerMode::Always => Decision::Yes,
         }
     }
 }
@@ -193,35 +231,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match &mut self.phase {
-                Phase::Open => {
-                    let linger = self.should_linger();
-                    self.phase = Phase::Closing { linger };
-                }
-                Phase::Closing { linger } => {
-                    let linger = *linger;
-                    let io = self
-                        .io
-                        .as_mut()
-                        .expect("LingerIo holds its IO until dropped");
+                Phase::Open => self.phase = Phase::Closing(self.should_linger()),
+                Phase::Closing(decision) => {
+                    let decision = *decision;
+                    let io = self.io.as_mut().expect(HANDED_OFF);
                     let half_closed = match ready!(Pin::new(&mut *io).poll_flush(cx)) {
-                        Ok(()) => ready!(Pin::new(io).poll_shutdown(cx)),
+                        Ok(()) => ready!(Pin::new(&mut *io).poll_shutdown(cx)),
                         Err(e) => Err(e),
                     };
                     if let Err(e) = half_closed {
                         self.phase = Phase::Closed;
                         return Poll::Ready(Err(e));
                     }
-                    if !linger {
+                    let waiting = match decision {
+                        Decision::No => None,
+                        Decision::Yes => Some(0),
+                        // One look: bytes the server never read are waiting.
+                        Decision::IfInputWaits => match (self.ops.discard)(io, cx) {
+                            Poll::Ready(Ok(n)) if n > 0 => Some(n as u64),
+                            _ => None,
+                        },
+                    };
+                    let Some(discarded) = waiting else {
                         self.phase = Phase::Closed;
                         return Poll::Ready(Ok(()));
+                    };
+                    self.phase = Phase::Draining(Box::pin(Drain::new(&self.handle, discarded)));
+                    if self.handle.config().detach() && (self.hand_off)(self) {
+                        return Poll::Ready(Ok(()));
                     }
-                    self.phase = Phase::Draining(Box::pin(Drain::new(&self.handle)));
                 }
                 Phase::Draining(drain) => {
-                    let io = self
-                        .io
-                        .as_mut()
-                        .expect("LingerIo holds its IO until dropped");
+                    let io = self.io.as_mut().expect(HANDED_OFF);
                     ready!(drain.as_mut().poll_drain(io, self.ops, cx));
                     self.phase = Phase::Closed;
                     return Poll::Ready(Ok(()));
@@ -232,43 +273,41 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
     }
 }
 
-/// Finishes the close of a dropped [`LingerIo`] on a task of its own.
-fn finish_on_task<T>(this: &mut LingerIo<T>)
+const HANDED_OFF: &str = "the IO was handed to a detached linger";
+
+/// Moves the IO and the rest of its close onto a task of its own: for a
+/// [`LingerIo`] dropped before its close finished, and for detached
+/// lingers. Does nothing, and says so, outside a tokio runtime.
+fn hand_off<T>(this: &mut LingerIo<T>) -> bool
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let unfinished = match this.phase {
-        Phase::Open => this.should_linger(),
-        Phase::Closing { .. } | Phase::Draining(_) => true,
-        Phase::Closed => false,
-    };
-    if !unfinished {
-        return;
-    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
+        return false;
     };
-    let Some(io) = this.io.take() else { return };
-    let phase = std::mem::replace(&mut this.phase, Phase::Closed);
+    let Some(io) = this.io.take() else {
+        return false;
+    };
     let mut rest = LingerIo {
         io: Some(io),
         handle: this.handle.clone(),
         read_any: this.read_any,
         eof: this.eof,
-        phase,
+        phase: std::mem::replace(&mut this.phase, Phase::Closed),
         // Dropped before it finishes only when the runtime shuts down.
-        finish_on_drop: |_| {},
+        hand_off: |_| false,
         ops: this.ops,
     };
     runtime.spawn(async move {
         let _ = poll_fn(|cx| rest.poll_close(cx)).await;
     });
+    true
 }
 
 impl<T> Drop for LingerIo<T> {
     fn drop(&mut self) {
-        if self.io.is_some() {
-            (self.finish_on_drop)(self);
+        if self.io.is_some() && self.close_is_unfinished() {
+            (self.hand_off)(self);
         }
     }
 }
@@ -282,7 +321,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for LingerIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let res = Pin::new(this.inner()).poll_read(cx, buf);
+        let res = this.pinned()?.poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             if buf.filled().len() > before {
                 this.read_any = true;
@@ -301,7 +340,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingerIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.get_mut().inner()).poll_write(cx, buf)
+        self.get_mut().pinned()?.poll_write(cx, buf)
     }
 
     #[inline]
@@ -310,17 +349,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingerIo<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(self.get_mut().inner()).poll_write_vectored(cx, bufs)
+        self.get_mut().pinned()?.poll_write_vectored(cx, bufs)
     }
 
     #[inline]
     fn is_write_vectored(&self) -> bool {
-        self.inner_ref().is_write_vectored()
+        self.io.as_ref().is_some_and(T::is_write_vectored)
     }
 
     #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.get_mut().inner()).poll_flush(cx)
+        self.get_mut().pinned()?.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -332,7 +371,7 @@ impl<T: fmt::Debug> fmt::Debug for LingerIo<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match self.phase {
             Phase::Open => "open",
-            Phase::Closing { .. } => "closing",
+            Phase::Closing(_) => "closing",
             Phase::Draining(_) => "draining",
             Phase::Closed => "closed",
         };
@@ -364,26 +403,26 @@ pin_project! {
 impl Drain {
     /// Starts a linger: counts it in, and cuts it to the short deadline when
     /// too many connections linger or the server is shutting down.
-    fn new(handle: &Handle) -> Self {
+    fn new(handle: &Handle, discarded: u64) -> Self {
         let shared = handle.shared();
         let config = shared.config;
         let lingering_before = shared.counters.start();
         let count = Counted {
             handle: handle.clone(),
             started: Instant::now(),
-            bytes: 0,
+            bytes: discarded,
             done: false,
         };
         let started = count.started;
         let short = shared.is_shutting_down() || lingering_before >= config.max_lingering();
-        let full = started + config.deadline();
-        let cut = started + config.short_deadline();
+        let full = later(started, config.deadline());
+        let cut = later(started, config.short_deadline());
         let (deadline, shortened) = if short && cut < full {
             (cut, true)
         } else {
             (full, false)
         };
-        let idle_until = started + config.idle_timeout();
+        let idle_until = later(started, config.idle_timeout());
         Self {
             timer: tokio::time::sleep_until(deadline.min(idle_until)),
             stop: shared.shutdown.clone().cancelled_owned(),
@@ -429,7 +468,7 @@ impl Drain {
             }
             if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
                 *this.stopping = true;
-                let cut = Instant::now() + this.config.short_deadline();
+                let cut = later(Instant::now(), this.config.short_deadline());
                 if cut < *this.deadline {
                     *this.deadline = cut;
                     *this.shortened = true;
@@ -437,7 +476,7 @@ impl Drain {
             }
             if got_input {
                 let now = Instant::now();
-                *this.idle_until = now + this.config.idle_timeout();
+                *this.idle_until = later(now, this.config.idle_timeout());
                 if let Some(ack) = this.ack.as_mut() {
                     ack.input_at(now, this.config.ack_quiet());
                 }
@@ -491,7 +530,7 @@ struct AckCheck {
 impl AckCheck {
     fn new(started: Instant, quiet: std::time::Duration) -> Self {
         Self {
-            check_at: started + quiet,
+            check_at: later(started, quiet),
             interval: quiet,
         }
     }
@@ -502,7 +541,7 @@ impl AckCheck {
 
     /// Input arrived: wait for it to be quiet again.
     fn input_at(&mut self, now: Instant, quiet: std::time::Duration) {
-        self.check_at = self.check_at.max(now + quiet);
+        self.check_at = self.check_at.max(later(now, quiet));
     }
 
     /// Not acknowledged yet: check again later, at most `cap` apart.
@@ -510,8 +549,15 @@ impl AckCheck {
         self.interval = (self.interval * 2)
             .min(cap)
             .max(std::time::Duration::from_millis(1));
-        self.check_at = Instant::now() + self.interval;
+        self.check_at = later(Instant::now(), self.interval);
     }
+}
+
+/// `at + wait`, saturating some thirty years ahead (as tokio's `timeout`
+/// does) so that no bound, however large, overflows.
+fn later(at: Instant, wait: std::time::Duration) -> Instant {
+    at.checked_add(wait)
+        .unwrap_or_else(|| at + std::time::Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// A linger counted in the listener's statistics until it ends, or until it

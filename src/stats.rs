@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{
     AtomicU64, AtomicUsize,
-    Ordering::{AcqRel, Acquire, Relaxed},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ pub(crate) struct Counters {
 impl Counters {
     /// Counts a linger in; returns how many were lingering before it.
     pub(crate) fn start(&self) -> usize {
-        self.started.fetch_add(1, Relaxed);
+        self.started.fetch_add(1, Release);
         self.live.fetch_add(1, AcqRel)
     }
 
@@ -70,7 +70,11 @@ impl Counters {
         self.live.load(Acquire)
     }
 
+    /// Each field is read on its own; `lingering` first, so every linger it
+    /// no longer counts has its outcome counted in what follows.
     pub(crate) fn snapshot(&self) -> LingerStats {
+        let lingering = self.live() as u64;
+        let started = self.started.load(Acquire);
         let ended = |o: LingerOutcome| self.ended[o as usize].load(Relaxed);
         let peer_closed = ended(LingerOutcome::PeerClosed);
         let idle_timeout = ended(LingerOutcome::IdleTimeout);
@@ -80,8 +84,8 @@ impl Counters {
         let shortened = ended(LingerOutcome::Shortened);
         let acked = ended(LingerOutcome::Acked);
         LingerStats {
-            started: self.started.load(Relaxed),
-            lingering: self.live() as u64,
+            started,
+            lingering,
             peer_closed,
             idle_timeout,
             deadline,
