@@ -204,6 +204,16 @@ pub struct LingerConnectInfo<A = std::net::SocketAddr> {
 
 #[cfg(feature = "axum")]
 impl<A> LingerConnectInfo<A> {
+    /// Connection info for a custom listener (one that wraps a
+    /// [`LingerListener`], for TLS say) to return from its own
+    /// `Connected` impl, so the middleware finds the connection's handle.
+    pub fn new(remote_addr: A, handle: Handle) -> Self {
+        Self {
+            remote_addr,
+            handle,
+        }
+    }
+
     /// The peer's address.
     pub fn remote_addr(&self) -> &A {
         &self.remote_addr
