@@ -1,0 +1,83 @@
+//! The cap on connections lingering at once: past it, a linger gets the
+//! short deadline instead of the full bounds, and the number of full-length
+//! lingers never exceeds the cap.
+
+#[path = "../examples/reset_lab/lab.rs"]
+mod lab;
+#[path = "../examples/reset_lab/probe.rs"]
+mod probe;
+
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use linger::{LingerConfig, LingerLayer, LingerListener};
+
+const CAP: usize = 3;
+const CLIENTS: usize = 10;
+const SHORT: Duration = Duration::from_millis(300);
+
+#[test]
+fn past_the_cap_lingers_are_short_and_the_cap_holds() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = LingerConfig::new()
+        .with_idle_timeout(Duration::from_secs(10))
+        .with_deadline(Duration::from_secs(10))
+        .with_max_lingering(CAP)
+        .with_short_deadline(SHORT);
+    let (addr, lingers) = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = LingerListener::with_config(tcp, config);
+        let lingers = listener.shutdown_handle();
+        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
+        (addr, lingers)
+    });
+    // Clients that take a close response, send a byte more, and never close.
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let mut c = probe::connect(addr, None).unwrap();
+            c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nx")
+                .unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            assert!(got.ends_with(&[b'b'; 16]));
+            c
+        })
+        .collect();
+    let began = Instant::now();
+    // Every linger past the cap ends at the short deadline; the first CAP
+    // keep their full bounds.
+    let mut most = 0;
+    loop {
+        let s = lingers.stats();
+        most = most.max(s.lingering);
+        if s.shortened == (CLIENTS - CAP) as u64 {
+            break;
+        }
+        assert!(
+            began.elapsed() < SHORT * 10,
+            "short lingers did not end: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = lingers.stats();
+    assert_eq!(s.lingering, CAP as u64, "{s:?}");
+    assert_eq!(s.started, CLIENTS as u64, "{s:?}");
+    assert!(most <= CLIENTS as u64);
+    drop(clients);
+    // The full-length lingers end when their clients close.
+    while lingers.stats().lingering > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            lingers.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(lingers.stats().peer_closed, CAP as u64);
+}
