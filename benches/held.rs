@@ -1,0 +1,101 @@
+//! How many sockets a server still holds 100 ms after a burst of 1,000
+//! close responses to clients that read the response but never close, with
+//! and without `LingerConfig::with_end_when_acked`.
+//!
+//! ```text
+//! cargo bench --bench held
+//! ```
+
+#[path = "../examples/reset_lab/lab.rs"]
+mod lab;
+
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use linger::{LingerConfig, LingerLayer, LingerListener};
+
+const BURST: usize = 1_000;
+const AFTER: Duration = Duration::from_millis(100);
+
+struct Figures {
+    held_after: u64,
+    acked: u64,
+    all_released: Option<Duration>,
+}
+
+fn burst(config: LingerConfig) -> Figures {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (addr, lingers) = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = LingerListener::with_config(tcp, config);
+        let lingers = listener.shutdown_handle();
+        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
+        (addr, lingers)
+    });
+    let mut clients: Vec<TcpStream> = Vec::with_capacity(BURST);
+    for _ in 0..BURST {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // A byte after the request so the server lingers in mode On.
+        c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nx")
+            .unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        assert!(got.ends_with(&[b'b'; 16]), "incomplete response");
+        clients.push(c);
+    }
+    let burst_done = Instant::now();
+    let mut held_after = None;
+    let mut all_released = None;
+    while burst_done.elapsed() < Duration::from_secs(2) {
+        let lingering = lingers.stats().lingering;
+        if held_after.is_none() && burst_done.elapsed() >= AFTER {
+            held_after = Some(lingering);
+        }
+        if lingering == 0 && all_released.is_none() {
+            all_released = Some(burst_done.elapsed());
+        }
+        if held_after.is_some() && all_released.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let held_after = held_after.unwrap_or(0);
+    let acked = lingers.stats().acked;
+    drop(clients);
+    Figures {
+        held_after,
+        acked,
+        all_released,
+    }
+}
+
+fn main() {
+    let base = LingerConfig::new().with_max_lingering(2 * BURST);
+    println!("sockets held {AFTER:?} after a burst of {BURST} close responses to clients that read and never close");
+    println!(
+        "| end_when_acked | held after {AFTER:?} | ended acked | all released after the burst |"
+    );
+    println!("|---|---|---|---|");
+    for on in [true, false] {
+        let f = burst(base.with_end_when_acked(on));
+        let released = f
+            .all_released
+            .map_or("not within 2 s (idle timeout 5 s)".to_string(), |d| {
+                format!("{d:.0?}")
+            });
+        println!(
+            "| {} | {} of {BURST} | {} | {released} |",
+            if on { "on" } else { "off" },
+            f.held_after,
+            f.acked
+        );
+    }
+}
