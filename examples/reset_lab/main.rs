@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example reset_lab                      # the demo
 //! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger]
-//! cargo run --release --example reset_lab -- probe --port 8080 [--host 127.0.0.1] [--trials 10] [--json]
+//! cargo run --release --example reset_lab -- probe --port 8080 [--host 127.0.0.1] [--trials 10] [--json] [--expect-whole]
 //! ```
 
 mod lab;
@@ -204,6 +204,11 @@ fn probe_cmd(args: &[String]) -> ExitCode {
         for (s, outcomes) in &results {
             println!("| {} | {} |", s.key, summary(outcomes));
         }
+    }
+    let all_whole = results.iter().all(|(_, o)| o.iter().all(Outcome::is_whole));
+    if args.iter().any(|a| a == "--expect-whole") && !all_whole {
+        eprintln!("FAIL: not every response was delivered whole with a clean close");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

@@ -300,14 +300,21 @@ fn reject_upload_interleaved(addr: SocketAddr, body: usize) -> Outcome {
     };
     let path = format!("/reject/{body}");
     std::thread::scope(|s| {
-        s.spawn(move || {
-            // Like curl: stop sending once the server stops taking the body.
-            let _ = write_upload(&mut writer, &path);
-        });
+        // Like curl: stop sending once the server stops taking the body.
+        let writing = s.spawn(move || write_upload(&mut writer, &path));
         let (bytes, end) = read_all(&mut stream, started);
         // Unblock the writer if it is still stuck in a full send buffer.
         let _ = stream.shutdown(std::net::Shutdown::Both);
-        judge(&bytes, end, 413)
+        let wrote = writing.join().unwrap_or(Ok(()));
+        match judge(&bytes, end, 413) {
+            // The reset went to the blocked writer; the reader saw only EOF.
+            Outcome::Truncated { got }
+                if wrote.is_err_and(|e| e.kind() == ErrorKind::ConnectionReset) =>
+            {
+                Outcome::ResetReading { got }
+            }
+            outcome => outcome,
+        }
     })
 }
 
