@@ -9,12 +9,11 @@
 #[path = "../examples/reset_lab/lab.rs"]
 mod lab;
 
-use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use linger::{LingerConfig, LingerLayer, LingerListener};
+use linger::LingerConfig;
 
 const BURST: usize = 1_000;
 const AFTER: Duration = Duration::from_millis(100);
@@ -26,19 +25,8 @@ struct Figures {
 }
 
 fn burst(config: LingerConfig) -> Figures {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (addr, lingers) = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = LingerListener::with_config(tcp, config);
-        let lingers = listener.shutdown_handle();
-        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
-        (addr, lingers)
-    });
+    let lab = lab::Lab::lingering(config);
+    let addr = lab.addr;
     let mut clients: Vec<TcpStream> = Vec::with_capacity(BURST);
     for _ in 0..BURST {
         let mut c = TcpStream::connect(addr).unwrap();
@@ -55,7 +43,7 @@ fn burst(config: LingerConfig) -> Figures {
     let mut held_after = None;
     let mut all_released = None;
     while burst_done.elapsed() < Duration::from_secs(2) {
-        let lingering = lingers.stats().lingering;
+        let lingering = lab.stats().lingering;
         if held_after.is_none() && burst_done.elapsed() >= AFTER {
             held_after = Some(lingering);
         }
@@ -68,7 +56,7 @@ fn burst(config: LingerConfig) -> Figures {
         std::thread::sleep(Duration::from_millis(1));
     }
     let held_after = held_after.unwrap_or(0);
-    let acked = lingers.stats().acked;
+    let acked = lab.stats().acked;
     drop(clients);
     Figures {
         held_after,

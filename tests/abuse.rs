@@ -12,12 +12,11 @@ mod lab;
 #[path = "../examples/reset_lab/probe.rs"]
 mod probe;
 
-use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use linger::{LingerConfig, LingerLayer, LingerListener};
+use linger::LingerConfig;
 
 const CLIENTS: usize = 2_000;
 const IDLE: Duration = Duration::from_secs(1);
@@ -74,19 +73,8 @@ struct Round {
 /// Serves the lab app with `config`, has `CLIENTS` clients take a close
 /// response and never close, and checks the idle timeout releases them all.
 fn hold(config: LingerConfig, label: &str) -> Round {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (addr, lingers) = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = LingerListener::with_config(tcp, config);
-        let lingers = listener.shutdown_handle();
-        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
-        (addr, lingers)
-    });
+    let lab = lab::Lab::lingering(config);
+    let addr = lab.addr;
     // Warm up the runtime and allocator with one request, then measure.
     let mut warm = probe::connect(addr, None).unwrap();
     warm.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
@@ -109,10 +97,10 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     }
     let last_response = Instant::now();
     // A client sees the FIN a moment before the server counts its linger.
-    while lingers.stats().lingering < CLIENTS as u64 && last_response.elapsed() < IDLE / 2 {
+    while lab.stats().lingering < CLIENTS as u64 && last_response.elapsed() < IDLE / 2 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let held = lingers.stats();
+    let held = lab.stats();
     let (fds_during, rss_during) = (open_fds(), rss_kib());
     assert_eq!(held.lingering, CLIENTS as u64, "{label}: {held:?}");
 
@@ -128,14 +116,14 @@ fn hold(config: LingerConfig, label: &str) -> Round {
 
     // The idle timeout releases every server socket, clients still open.
     let released = loop {
-        if lingers.stats().lingering == 0 {
+        if lab.stats().lingering == 0 {
             break last_response.elapsed();
         }
         assert!(
             last_response.elapsed() < IDLE + SLACK,
             "{label}: still lingering after {:?}: {:?}",
             IDLE + SLACK,
-            lingers.stats()
+            lab.stats()
         );
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -147,11 +135,11 @@ fn hold(config: LingerConfig, label: &str) -> Round {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let stats = lingers.stats();
+    let stats = lab.stats();
     drop(clients);
     std::thread::sleep(Duration::from_millis(200));
     let (fds_after, rss_after) = (open_fds(), rss_kib());
-    drop(rt);
+    drop(lab);
 
     eprintln!(
         "{label}: {CLIENTS} clients that never close, idle timeout {IDLE:?}:\n  \

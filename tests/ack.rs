@@ -6,40 +6,17 @@ mod lab;
 #[path = "../examples/reset_lab/probe.rs"]
 mod probe;
 
-use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
-
-fn start(
-    config: LingerConfig,
-) -> (
-    tokio::runtime::Runtime,
-    std::net::SocketAddr,
-    LingerShutdown,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (addr, stats) = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = LingerListener::with_config(tcp, config);
-        let stats = listener.shutdown_handle();
-        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
-        (addr, stats)
-    });
-    (rt, addr, stats)
-}
+use linger::LingerConfig;
 
 /// Every reset-lab scenario still delivers every response whole with the
 /// early end on.
 #[test]
 fn every_scenario_stays_whole() {
-    let (_rt, addr, _) = start(LingerConfig::new().with_end_when_acked(true));
+    let lab = lab::Lab::lingering(LingerConfig::new().with_end_when_acked(true));
+    let addr = lab.addr;
     for scenario in probe::scenarios() {
         for _ in 0..3 {
             let outcome = scenario.run(addr);
@@ -56,7 +33,8 @@ fn acknowledged_linger_ends_early() {
     let quiet = Duration::from_millis(50);
     let base = LingerConfig::new().with_ack_quiet(quiet);
     for on in [true, false] {
-        let (rt, addr, stats) = start(base.with_end_when_acked(on));
+        let lab = lab::Lab::lingering(base.with_end_when_acked(on));
+        let addr = lab.addr;
         let mut client = probe::connect(addr, None).unwrap();
         // Extra bytes so the server lingers in mode On.
         client
@@ -69,7 +47,7 @@ fn acknowledged_linger_ends_early() {
         assert!(got.ends_with(&[b'b'; 16]));
         // Wait, bounded, for the linger to end.
         let ended = loop {
-            let s = stats.stats();
+            let s = lab.stats();
             if s.lingering == 0 && s.started == 1 {
                 break Some(began.elapsed());
             }
@@ -78,7 +56,7 @@ fn acknowledged_linger_ends_early() {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let s = stats.stats();
+        let s = lab.stats();
         if on {
             let took = ended.expect("the acknowledged linger did not end");
             assert!(took >= quiet, "ended before input was quiet: {took:?}");
@@ -88,6 +66,5 @@ fn acknowledged_linger_ends_early() {
             assert_eq!((s.lingering, s.acked), (1, 0), "{s:?}");
         }
         drop(client);
-        drop(rt);
     }
 }

@@ -7,11 +7,10 @@ mod lab;
 #[path = "../examples/reset_lab/probe.rs"]
 mod probe;
 
-use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use linger::{LingerConfig, LingerLayer, LingerListener};
+use linger::LingerConfig;
 
 const CAP: usize = 3;
 const CLIENTS: usize = 10;
@@ -19,24 +18,13 @@ const SHORT: Duration = Duration::from_millis(300);
 
 #[test]
 fn past_the_cap_lingers_are_short_and_the_cap_holds() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let config = LingerConfig::new()
         .with_idle_timeout(Duration::from_secs(10))
         .with_deadline(Duration::from_secs(10))
         .with_max_lingering(CAP)
         .with_short_deadline(SHORT);
-    let (addr, lingers) = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = LingerListener::with_config(tcp, config);
-        let lingers = listener.shutdown_handle();
-        tokio::spawn(axum::serve(listener, lab::app().layer(LingerLayer::new())).into_future());
-        (addr, lingers)
-    });
+    let lab = lab::Lab::lingering(config);
+    let addr = lab.addr;
     // Clients that take a close response, send a byte more, and never close.
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -54,7 +42,7 @@ fn past_the_cap_lingers_are_short_and_the_cap_holds() {
     // keep their full bounds.
     let mut most = 0;
     loop {
-        let s = lingers.stats();
+        let s = lab.stats();
         most = most.max(s.lingering);
         if s.shortened == (CLIENTS - CAP) as u64 {
             break;
@@ -65,19 +53,19 @@ fn past_the_cap_lingers_are_short_and_the_cap_holds() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let s = lingers.stats();
+    let s = lab.stats();
     assert_eq!(s.lingering, CAP as u64, "{s:?}");
     assert_eq!(s.started, CLIENTS as u64, "{s:?}");
     assert!(most <= CLIENTS as u64);
     drop(clients);
     // The full-length lingers end when their clients close.
-    while lingers.stats().lingering > 0 {
+    while lab.stats().lingering > 0 {
         assert!(
             began.elapsed() < Duration::from_secs(5),
             "{:?}",
-            lingers.stats()
+            lab.stats()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(lingers.stats().peer_closed, CAP as u64);
+    assert_eq!(lab.stats().peer_closed, CAP as u64);
 }

@@ -17,21 +17,6 @@ use linger::LingerConfig;
 const TRIALS: usize = 5;
 const UPLOAD: usize = 16 << 20;
 
-fn start(config: Option<LingerConfig>) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(lab::serve(listener, lab::app(), config));
-        addr
-    });
-    (rt, addr)
-}
-
 fn have(tool: &str) -> bool {
     let found = Command::new(tool)
         .arg("--version")
@@ -105,8 +90,8 @@ fn curl_sees_the_413() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("upload.bin");
     std::fs::write(&file, vec![b'u'; UPLOAD]).unwrap();
-    let (_with_rt, with) = start(Some(LingerConfig::new()));
-    let (_plain_rt, plain) = start(None);
+    let (lingering, plain) = (lab::Lab::lingering(LingerConfig::new()), lab::Lab::plain());
+    let (with, plain) = (lingering.addr, plain.addr);
     let lingered: Vec<String> = (0..TRIALS).map(|_| curl_upload(with, &file)).collect();
     let unlingered: Vec<String> = (0..TRIALS).map(|_| curl_upload(plain, &file)).collect();
     let _ = std::fs::remove_dir_all(&dir);
@@ -119,8 +104,8 @@ fn python_http_client_sees_the_413() {
     if !have("python3") {
         return;
     }
-    let (_with_rt, with) = start(Some(LingerConfig::new()));
-    let (_plain_rt, plain) = start(None);
+    let (lingering, plain) = (lab::Lab::lingering(LingerConfig::new()), lab::Lab::plain());
+    let (with, plain) = (lingering.addr, plain.addr);
     let lingered: Vec<String> = (0..TRIALS).map(|_| python_upload(with)).collect();
     let unlingered: Vec<String> = (0..TRIALS).map(|_| python_upload(plain)).collect();
     eprintln!("python with linger: {lingered:?}\npython without: {unlingered:?}");

@@ -6,34 +6,20 @@ mod lab;
 #[path = "../examples/reset_lab/probe.rs"]
 mod probe;
 
-use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use linger::{LingerLayer, LingerListener};
+use linger::{LingerConfig, LingerLayer};
 
 const UPLOADS: usize = 20;
 const UPLOAD: usize = 64 << 10;
 
 /// The lab app with lingering close and the given middleware, or plain.
-fn start(layer: Option<LingerLayer>) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        match layer {
-            Some(layer) => tokio::spawn(
-                axum::serve(LingerListener::new(tcp), lab::app().layer(layer)).into_future(),
-            ),
-            None => tokio::spawn(axum::serve(tcp, lab::app()).into_future()),
-        };
-        addr
-    });
-    (rt, addr)
+fn start(layer: Option<LingerLayer>) -> lab::Lab {
+    match layer {
+        Some(layer) => lab::Lab::start(lab::app(), lab::Close::Linger(LingerConfig::new(), layer)),
+        None => lab::Lab::plain(),
+    }
 }
 
 fn upload(path: &str) -> Vec<u8> {
@@ -105,12 +91,12 @@ fn connections_used(addr: SocketAddr) -> (usize, usize) {
 
 #[test]
 fn small_rejected_uploads_keep_the_connection() {
-    let (_rt, rescued) = start(Some(LingerLayer::new()));
-    let (_rt2, closing) = start(Some(LingerLayer::new().without_rescue()));
-    let (_rt3, plain) = start(None);
-    let with = connections_used(rescued);
-    let without = connections_used(closing);
-    let by_hyper = connections_used(plain);
+    let rescued = start(Some(LingerLayer::new()));
+    let closing = start(Some(LingerLayer::new().without_rescue()));
+    let plain = start(None);
+    let with = connections_used(rescued.addr);
+    let without = connections_used(closing.addr);
+    let by_hyper = connections_used(plain.addr);
     eprintln!(
         "{UPLOADS} rejected {} KiB uploads, (connections, responses lost): \
          {with:?} with rescue, {without:?} without, {by_hyper:?} with plain axum",
@@ -132,7 +118,8 @@ fn small_rejected_uploads_keep_the_connection() {
 /// connection: nothing is lost or misparsed.
 #[test]
 fn request_behind_a_rescued_body_is_served() {
-    let (_rt, addr) = start(Some(LingerLayer::new()));
+    let lab = start(Some(LingerLayer::new()));
+    let addr = lab.addr;
     let mut stream = probe::connect(addr, None).unwrap();
     let mut request = upload("/reject/16");
     request.extend_from_slice(b"GET /bytes/5 HTTP/1.1\r\nHost: lab\r\n\r\n");

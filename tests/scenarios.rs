@@ -15,46 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::post;
-use axum::Router;
-use linger::LingerConfig;
+use linger::{LingerConfig, LingerLayer};
 use probe::Outcome;
 
 /// Trials per scenario and server: every lingered trial must be whole; a
 /// plain server must lose at least one (most lose all: see the reset lab).
 const TRIALS: usize = 6;
 
-struct Lab {
-    /// Serves until the test drops it.
-    _rt: tokio::runtime::Runtime,
-    addr: SocketAddr,
-}
-
-impl Lab {
-    fn start(app: Router, config: Option<LingerConfig>) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr = rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(lab::serve(listener, app, config));
-            addr
-        });
-        Self { _rt: rt, addr }
-    }
-
-    fn lingering() -> Self {
-        Self::start(lab::app(), Some(LingerConfig::new()))
-    }
-
-    fn plain() -> Self {
-        Self::start(lab::app(), None)
-    }
-}
-
-fn trials(lab: &Lab, key: &str) -> Vec<Outcome> {
+fn trials(lab: &lab::Lab, key: &str) -> Vec<Outcome> {
     let scenario = probe::scenario(key);
     (0..TRIALS).map(|_| scenario.run(lab.addr)).collect()
 }
@@ -62,12 +30,12 @@ fn trials(lab: &Lab, key: &str) -> Vec<Outcome> {
 /// Runs a scenario against both servers: whole every time with the crate,
 /// and at least one loss without it.
 fn cured(key: &str) {
-    let with = trials(&Lab::lingering(), key);
+    let with = trials(&lab::Lab::lingering(LingerConfig::new()), key);
     assert!(
         with.iter().all(Outcome::is_whole),
         "{key} with linger: {with:?}"
     );
-    let without = trials(&Lab::plain(), key);
+    let without = trials(&lab::Lab::plain(), key);
     assert!(
         without.iter().any(|o| !o.is_whole()),
         "{key} without linger never failed, so this test proves nothing here: {without:?}"
@@ -114,7 +82,7 @@ fn malformed_request_gets_its_400_and_a_fin_not_a_reset() {
 /// Scenarios a plain server survives too: they must stay whole.
 #[test]
 fn interleaved_upload_and_control_stay_whole() {
-    let lab = Lab::lingering();
+    let lab = lab::Lab::lingering(LingerConfig::new());
     for key in ["reject-upload-interleaved", "control-close"] {
         let outcomes = trials(&lab, key);
         assert!(
@@ -174,7 +142,10 @@ fn pipelined_post_after_a_close_is_never_executed() {
                 "counted"
             }),
         );
-        let lab = Lab::start(app, config);
+        let lab = match config {
+            Some(config) => lab::Lab::start(app, lab::Close::Linger(config, LingerLayer::new())),
+            None => lab::Lab::start(app, lab::Close::Plain),
+        };
         let mut stream = client(lab.addr);
         let post = "POST /count HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\n\r\nhello";
         stream
@@ -204,7 +175,7 @@ fn pipelined_post_after_a_close_is_never_executed() {
 
 #[test]
 fn keep_alive_is_untouched() {
-    let lab = Lab::lingering();
+    let lab = lab::Lab::lingering(LingerConfig::new());
     let mut stream = client(lab.addr);
     for i in 0..100 {
         stream
@@ -227,7 +198,7 @@ fn keep_alive_is_untouched() {
 /// connection open but the request cannot be reused or asks for close.
 #[test]
 fn responses_that_end_the_connection_say_so() {
-    let lab = Lab::lingering();
+    let lab = lab::Lab::lingering(LingerConfig::new());
     let cases: [(&str, &str); 3] = [
         // HTTP/1.0 without keep-alive.
         ("GET /bytes/10 HTTP/1.0\r\n\r\n", "connection: close"),

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use linger::{LingerConfig, LingerLayer, LingerListener};
+use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
 use tokio::net::TcpListener;
 
 /// The contract, handlers only: none of them sets `Connection: close`
@@ -51,20 +51,94 @@ fn body(n: usize) -> Body {
     Body::from(vec![b'b'; n])
 }
 
+/// How a lab server closes its connections.
+pub(crate) enum Close {
+    /// As axum does on its own.
+    Plain,
+    /// Through [`LingerListener`] with this configuration and this
+    /// middleware.
+    Linger(LingerConfig, LingerLayer),
+}
+
 /// Serves `app` on `listener` until the task is dropped: through
 /// [`LingerListener`] and [`LingerLayer`] with `config`, or plainly.
 pub(crate) async fn serve(listener: TcpListener, app: Router, config: Option<LingerConfig>) {
-    let result = match config {
-        Some(config) => {
-            axum::serve(
-                LingerListener::with_config(listener, config),
-                app.layer(LingerLayer::new()),
-            )
-            .await
+    let close = match config {
+        Some(config) => Close::Linger(config, LingerLayer::new()),
+        None => Close::Plain,
+    };
+    serve_with(listener, app, close, None).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    close: Close,
+    lingers: Option<tokio::sync::oneshot::Sender<LingerShutdown>>,
+) {
+    let result = match close {
+        Close::Linger(config, layer) => {
+            let listener = LingerListener::with_config(listener, config);
+            if let Some(lingers) = lingers {
+                let _ = lingers.send(listener.shutdown_handle());
+            }
+            axum::serve(listener, app.layer(layer)).await
         }
-        None => axum::serve(listener, app).await,
+        Close::Plain => {
+            drop(lingers); // nothing to send: the waiting side gets `None`
+            axum::serve(listener, app).await
+        }
     };
     if let Err(e) = result {
         eprintln!("lab server stopped: {e}");
+    }
+}
+
+/// A lab server on an ephemeral loopback port, on a runtime of its own (two
+/// worker threads), serving until it is dropped.
+pub(crate) struct Lab {
+    pub(crate) addr: std::net::SocketAddr,
+    /// The lingering server's statistics and shutdown; `None` when plain.
+    pub(crate) lingers: Option<LingerShutdown>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    pub(crate) fn start(app: Router, close: Close) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let (addr, lingers) = rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("local address");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(serve_with(listener, app, close, Some(tx)));
+            (addr, rx.await.ok())
+        });
+        Self {
+            addr,
+            lingers,
+            _rt: rt,
+        }
+    }
+
+    /// The lab app through the crate, with `config` and the default middleware.
+    pub(crate) fn lingering(config: LingerConfig) -> Self {
+        Self::start(app(), Close::Linger(config, LingerLayer::new()))
+    }
+
+    /// The lab app served plainly.
+    pub(crate) fn plain() -> Self {
+        Self::start(app(), Close::Plain)
+    }
+
+    /// The lingering server's statistics.
+    pub(crate) fn stats(&self) -> linger::LingerStats {
+        self.lingers
+            .as_ref()
+            .expect("a lingering lab server")
+            .stats()
     }
 }

@@ -54,18 +54,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Starts the lab server on an ephemeral loopback port.
-fn start(rt: &tokio::runtime::Runtime, config: Option<LingerConfig>) -> SocketAddr {
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        tokio::spawn(lab::serve(listener, lab::app(), config));
-        addr
-    })
-}
-
 /// Per scenario: the outcomes of every trial.
 type Results = Vec<(Scenario, Vec<Outcome>)>;
 
@@ -103,9 +91,8 @@ fn summary(outcomes: &[Outcome]) -> String {
 }
 
 fn demo(trials: usize) -> ExitCode {
-    let rt = runtime();
-    let with = start(&rt, Some(LingerConfig::new()));
-    let without = start(&rt, None);
+    let (lingering, plain) = (lab::Lab::lingering(LingerConfig::new()), lab::Lab::plain());
+    let (with, without) = (lingering.addr, plain.addr);
     eprintln!("reset lab: {trials} trials per scenario, lab server with linger on {with}, without on {without}");
     let started = std::time::Instant::now();
     let lingered = run_all(with, trials, "linger");

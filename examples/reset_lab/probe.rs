@@ -279,15 +279,9 @@ fn write_upload(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
 }
 
 fn reject_upload_write_first(addr: SocketAddr) -> Outcome {
-    let started = Instant::now();
-    let Ok(mut stream) = connect(addr, None) else {
-        return Outcome::Wrong("connect failed".into());
-    };
-    if let Err(e) = write_upload(&mut stream, "/reject/2048") {
-        return Outcome::WriteFailed(e.kind().to_string());
-    }
-    let (bytes, end) = read_all(&mut stream, started);
-    judge(&bytes, end, 413)
+    let mut upload = upload_head("/reject/2048", UPLOAD);
+    upload.resize(upload.len() + UPLOAD, b'u');
+    exchange(addr, None, &[&upload], Duration::ZERO, Duration::ZERO, 413)
 }
 
 fn reject_upload_interleaved(addr: SocketAddr, body: usize) -> Outcome {
@@ -318,85 +312,83 @@ fn reject_upload_interleaved(addr: SocketAddr, body: usize) -> Outcome {
     })
 }
 
-fn pipelined_after_close(addr: SocketAddr, gap: Option<Duration>) -> Outcome {
+/// One client that sends `writes` (the first at once, each later one after
+/// `gap`), waits `pause`, reads to the end, and judges the first response
+/// against `status`. `rcvbuf` sets its receive buffer before it connects.
+fn exchange(
+    addr: SocketAddr,
+    rcvbuf: Option<usize>,
+    writes: &[&[u8]],
+    gap: Duration,
+    pause: Duration,
+    status: u16,
+) -> Outcome {
     let started = Instant::now();
-    let Ok(mut stream) = connect(addr, Some(16 << 10)) else {
+    let Ok(mut stream) = connect(addr, rcvbuf) else {
         return Outcome::Wrong("connect failed".into());
     };
-    let first = get("/close/1048576", "");
-    let second = big_get("/ok");
-    let wrote = match gap {
-        None => stream.write_all(&[first, second].concat()),
-        Some(gap) => stream.write_all(&first).and_then(|()| {
+    for (i, bytes) in writes.iter().enumerate() {
+        if i > 0 {
             std::thread::sleep(gap);
-            stream.write_all(&second)
-        }),
-    };
-    if let Err(e) = wrote {
-        return Outcome::WriteFailed(e.kind().to_string());
+        }
+        if let Err(e) = stream.write_all(bytes) {
+            return Outcome::WriteFailed(e.kind().to_string());
+        }
     }
-    std::thread::sleep(PAUSE);
+    std::thread::sleep(pause);
     let (bytes, end) = read_all(&mut stream, started);
-    judge(&bytes, end, 200)
+    judge(&bytes, end, status)
+}
+
+/// A close response and a pipelined request behind it: in the same write,
+/// or in a write of its own `gap` later.
+fn pipelined_after_close(addr: SocketAddr, gap: Option<Duration>) -> Outcome {
+    let (first, second) = (get("/close/1048576", ""), big_get("/ok"));
+    let together = [first.as_slice(), second.as_slice()].concat();
+    match gap {
+        Some(gap) => exchange(addr, Some(16 << 10), &[&first, &second], gap, PAUSE, 200),
+        None => exchange(
+            addr,
+            Some(16 << 10),
+            &[&together],
+            Duration::ZERO,
+            PAUSE,
+            200,
+        ),
+    }
 }
 
 fn missing_pipelined(addr: SocketAddr) -> Outcome {
-    let started = Instant::now();
-    let Ok(mut stream) = connect(addr, Some(2 << 10)) else {
-        return Outcome::Wrong("connect failed".into());
-    };
-    if let Err(e) = stream.write_all(&[get("/missing", ""), big_get("/ok")].concat()) {
-        return Outcome::WriteFailed(e.kind().to_string());
-    }
-    std::thread::sleep(PAUSE);
-    let (bytes, end) = read_all(&mut stream, started);
-    judge(&bytes, end, 404)
+    let request = [get("/missing", ""), big_get("/ok")].concat();
+    exchange(addr, Some(2 << 10), &[&request], Duration::ZERO, PAUSE, 404)
 }
 
 fn client_close_extra(addr: SocketAddr) -> Outcome {
-    let started = Instant::now();
-    let Ok(mut stream) = connect(addr, Some(16 << 10)) else {
-        return Outcome::Wrong("connect failed".into());
-    };
     let request = [
         get("/bytes/65536", "Connection: close\r\n"),
         vec![b'x'; EXTRA],
     ]
     .concat();
-    if let Err(e) = stream.write_all(&request) {
-        return Outcome::WriteFailed(e.kind().to_string());
-    }
-    std::thread::sleep(PAUSE);
-    let (bytes, end) = read_all(&mut stream, started);
-    judge(&bytes, end, 200)
+    exchange(
+        addr,
+        Some(16 << 10),
+        &[&request],
+        Duration::ZERO,
+        PAUSE,
+        200,
+    )
 }
 
 fn malformed_extra(addr: SocketAddr) -> Outcome {
-    let started = Instant::now();
-    let Ok(mut stream) = connect(addr, None) else {
-        return Outcome::Wrong("connect failed".into());
-    };
     let request = [
         b"GET /ok HTTP/1.1\r\nHost: lab\r\nthis is not a header\r\n\r\n".to_vec(),
         vec![b'x'; EXTRA],
     ]
     .concat();
-    if let Err(e) = stream.write_all(&request) {
-        return Outcome::WriteFailed(e.kind().to_string());
-    }
-    std::thread::sleep(PAUSE);
-    let (bytes, end) = read_all(&mut stream, started);
-    judge(&bytes, end, 400)
+    exchange(addr, None, &[&request], Duration::ZERO, PAUSE, 400)
 }
 
 fn control(addr: SocketAddr) -> Outcome {
-    let started = Instant::now();
-    let Ok(mut stream) = connect(addr, None) else {
-        return Outcome::Wrong("connect failed".into());
-    };
-    if let Err(e) = stream.write_all(&get("/close/65536", "")) {
-        return Outcome::WriteFailed(e.kind().to_string());
-    }
-    let (bytes, end) = read_all(&mut stream, started);
-    judge(&bytes, end, 200)
+    let request = get("/close/65536", "");
+    exchange(addr, None, &[&request], Duration::ZERO, Duration::ZERO, 200)
 }
