@@ -102,7 +102,9 @@ pub struct LingerIo<T> {
 
 enum Phase {
     Open,
-    Closing(Decision),
+    /// Flushing and half-closing; the timer, made only if that blocks,
+    /// bounds it by the deadline.
+    Closing(Decision, Option<Pin<Box<Sleep>>>),
     Draining(Pin<Box<Drain>>),
     Closed,
 }
@@ -208,7 +210,7 @@ impl<T> LingerIo<T> {
     fn close_is_unfinished(&self) -> bool {
         match self.phase {
             Phase::Open => self.should_linger() == Decision::Yes,
-            Phase::Closing(_) | Phase::Draining(_) => true,
+            Phase::Closing(..) | Phase::Draining(_) => true,
             Phase::Closed => false,
         }
     }
@@ -231,13 +233,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match &mut self.phase {
-                Phase::Open => self.phase = Phase::Closing(self.should_linger()),
-                Phase::Closing(decision) => {
+                Phase::Open => self.phase = Phase::Closing(self.should_linger(), None),
+                Phase::Closing(decision, timer) => {
                     let decision = *decision;
                     let io = self.io.as_mut().expect(HANDED_OFF);
-                    let half_closed = match ready!(Pin::new(&mut *io).poll_flush(cx)) {
-                        Ok(()) => ready!(Pin::new(&mut *io).poll_shutdown(cx)),
-                        Err(e) => Err(e),
+                    let half_closed = match Pin::new(&mut *io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => Pin::new(&mut *io).poll_shutdown(cx),
+                        other => other,
+                    };
+                    let half_closed = match half_closed {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            // A TLS close_notify stuck behind a full window,
+                            // say: bounded by the deadline like the drain.
+                            let deadline = self.handle.config().deadline();
+                            let timer = timer.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(later(Instant::now(), deadline)))
+                            });
+                            ready!(timer.as_mut().poll(cx));
+                            Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "the half-close did not complete within the deadline",
+                            ))
+                        }
                     };
                     if let Err(e) = half_closed {
                         self.phase = Phase::Closed;
@@ -371,7 +389,7 @@ impl<T: fmt::Debug> fmt::Debug for LingerIo<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match self.phase {
             Phase::Open => "open",
-            Phase::Closing(_) => "closing",
+            Phase::Closing(..) => "closing",
             Phase::Draining(_) => "draining",
             Phase::Closed => "closed",
         };
@@ -446,6 +464,10 @@ impl Drain {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let mut this = self.project();
+        if this.count.bytes >= this.config.max_bytes() {
+            // The first look at waiting input already took the cap.
+            return this.count.end(LingerOutcome::ByteCap);
+        }
         loop {
             let mut got_input = false;
             let mut blocked = false;
@@ -514,7 +536,12 @@ impl Drain {
                 };
                 return this.count.end(outcome);
             }
-            // Time for an acknowledgement check: read, then check.
+            // Time for an acknowledgement check: read, then check, but not
+            // in this poll if input is still flowing (the read budget).
+            if !blocked {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         }
     }
 }
