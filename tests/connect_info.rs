@@ -1,0 +1,94 @@
+//! `LingerConnectInfo` through axum's `into_make_service_with_connect_info`:
+//! handlers get the peer address, and the middleware finds the connection's
+//! handle in it.
+
+#[path = "../examples/reset_lab/probe.rs"]
+mod probe;
+
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use axum::Router;
+use linger::{LingerConnectInfo, LingerLayer, LingerListener};
+
+async fn whoami(ConnectInfo(info): ConnectInfo<LingerConnectInfo>) -> String {
+    format!(
+        "{} closing={}",
+        info.remote_addr(),
+        info.handle().is_closing()
+    )
+}
+
+/// Reads until what arrived ends with `end` (or EOF; each read bounded by
+/// the socket's timeout).
+fn read_until(stream: &mut std::net::TcpStream, end: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(end.as_bytes()) {
+        match stream.read(&mut buf).unwrap() {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn peer_address_and_handle_reach_the_app_and_the_middleware() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let app = Router::new()
+            .route("/whoami", get(whoami))
+            .route(
+                "/mark",
+                post(
+                    |ConnectInfo(info): ConnectInfo<LingerConnectInfo>| async move {
+                        info.handle().mark_closing();
+                        "marked"
+                    },
+                ),
+            )
+            .layer(LingerLayer::new().without_rescue());
+        let make = app.into_make_service_with_connect_info::<LingerConnectInfo>();
+        tokio::spawn(axum::serve(LingerListener::new(tcp), make).into_future());
+        addr
+    });
+    let mut client = probe::connect(addr, None).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The handler sees this client's address, on a connection not closing.
+    client
+        .write_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let expected = format!("{} closing=false", client.local_addr().unwrap());
+    let got = read_until(&mut client, &expected);
+    assert!(got.ends_with(&expected), "{got}");
+    // A handler marks the connection closing through the handle; the next
+    // request on it is refused by the middleware, which found the same
+    // handle in the connect info, without reaching a handler.
+    client
+        .write_all(b"POST /mark HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    assert!(read_until(&mut client, "marked").ends_with("marked"));
+    client
+        .write_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest).to_ascii_lowercase();
+    assert!(rest.starts_with("http/1.1 503"), "{rest}");
+    assert!(
+        rest.contains("connection: close") && !rest.contains("closing="),
+        "{rest}"
+    );
+}
