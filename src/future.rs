@@ -26,7 +26,9 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
         decision: Option<Decision<B>>,
-        rescuing: Option<Rescuing<F::Output, B>>,
+        // Boxed: rare, and large (it holds a response), so the common
+        // future stays small.
+        rescuing: Option<Box<Rescuing<F::Output, B>>>,
     }
 }
 
@@ -84,7 +86,7 @@ where
         let this = self.project();
         if let Some(rescuing) = this.rescuing.as_mut() {
             let drained = ready!(rescuing.poll_discard(cx));
-            let Rescuing { response, .. } = this.rescuing.take().expect("rescuing");
+            let Rescuing { response, .. } = *this.rescuing.take().expect("rescuing");
             let decision = this.decision.take().expect("decision of a rescue");
             return Poll::Ready(response.map(|res| finish(res, &decision, !drained)));
         }
@@ -110,7 +112,7 @@ where
                     let response = rescuing.response;
                     return Poll::Ready(response.map(|res| finish(res, &decision, !drained)));
                 }
-                *this.rescuing = Some(rescuing);
+                *this.rescuing = Some(Box::new(rescuing));
                 *this.decision = Some(decision);
                 return Poll::Pending;
             }
@@ -151,15 +153,22 @@ impl<O, B: Body + Unpin> Rescuing<O, B> {
 
 /// Makes a response that ends its connection say so, and marks the handle.
 fn finish<R, B>(mut res: Response<R>, decision: &Decision<B>, unread: bool) -> Response<R> {
-    let closes_here = has_close(res.headers());
-    if decision.ends || unread || closes_here {
-        if !closes_here {
-            res.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-        }
+    if !decision.ends && !unread {
+        // Only the response itself may end the connection, and hyper sees
+        // its header: what is left is telling the handle, if there is one.
         if let Some(handle) = &decision.handle {
-            handle.mark_closing();
+            if has_close(res.headers()) {
+                handle.mark_closing();
+            }
         }
+        return res;
+    }
+    if !has_close(res.headers()) {
+        res.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(handle) = &decision.handle {
+        handle.mark_closing();
     }
     res
 }

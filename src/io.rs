@@ -87,7 +87,7 @@ impl<T> Copy for Ops<T> {}
 pub struct LingerIo<T> {
     io: Option<T>,
     handle: Handle,
-    /// The peer sent at least one byte.
+    /// A read returned at least one byte from the peer.
     read_any: bool,
     /// A read returned end of file.
     eof: bool,

@@ -119,6 +119,10 @@ where
 }
 
 fn find_handle(extensions: &http::Extensions) -> Option<Handle> {
+    if !lingering_is_wired() {
+        warn_not_wired();
+        return None;
+    }
     if let Some(handle) = extensions.get::<Handle>() {
         return Some(handle.clone());
     }
@@ -138,13 +142,12 @@ fn find_handle(extensions: &http::Extensions) -> Option<Handle> {
             return Some(info.handle().clone());
         }
     }
-    warn_not_wired();
     None
 }
 
 fn warn_not_wired() {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    if !lingering_is_wired() && !WARNED.swap(true, Ordering::Relaxed) {
+    if !WARNED.load(Ordering::Relaxed) && !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             "linger: LingerLayer is in use but no connection is wrapped in LingerIo \
              (serve with LingerListener): responses get `Connection: close`, \
