@@ -92,6 +92,21 @@ fn interleaved_upload_and_control_stay_whole() {
     }
 }
 
+/// `LingerListener` without the middleware (free on keep-alive traffic):
+/// `LingerIo` decides on its own, and every scenario is still delivered
+/// whole. What the middleware adds is the `Connection: close` header where
+/// hyper would close silently, the per-connection handle, and rescue.
+#[test]
+fn the_listener_alone_delivers_every_scenario() {
+    let lab = lab::Lab::start(lab::app(), lab::Close::ListenerOnly(LingerConfig::new()));
+    for scenario in probe::scenarios() {
+        for _ in 0..3 {
+            let outcome = scenario.run(lab.addr);
+            assert!(outcome.is_whole(), "{}: {outcome:?}", scenario.key);
+        }
+    }
+}
+
 fn client(addr: SocketAddr) -> std::net::TcpStream {
     probe::connect(addr, None).unwrap()
 }

@@ -58,6 +58,8 @@ pub(crate) enum Close {
     /// Through [`LingerListener`] with this configuration and this
     /// middleware.
     Linger(LingerConfig, LingerLayer),
+    /// Through [`LingerListener`] alone, without the middleware.
+    ListenerOnly(LingerConfig),
 }
 
 /// Serves `app` on `listener` until the task is dropped: through
@@ -83,6 +85,13 @@ async fn serve_with(
                 let _ = lingers.send(listener.shutdown_handle());
             }
             axum::serve(listener, app.layer(layer)).await
+        }
+        Close::ListenerOnly(config) => {
+            let listener = LingerListener::with_config(listener, config);
+            if let Some(lingers) = lingers {
+                let _ = lingers.send(listener.shutdown_handle());
+            }
+            axum::serve(listener, app).await
         }
         Close::Plain => {
             drop(lingers); // nothing to send: the waiting side gets `None`
