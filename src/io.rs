@@ -413,7 +413,6 @@ pin_project! {
         shortened: bool,
         deadline: Instant,
         idle_until: Instant,
-        config: LingerConfig,
         count: Counted,
     }
 }
@@ -451,7 +450,6 @@ impl Drain {
             shortened,
             deadline,
             idle_until,
-            config,
             count,
         }
     }
@@ -464,7 +462,8 @@ impl Drain {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let mut this = self.project();
-        if this.count.bytes >= this.config.max_bytes() {
+        let config = this.count.handle.config();
+        if this.count.bytes >= config.max_bytes() {
             // The first look at waiting input already took the cap.
             return this.count.end(LingerOutcome::ByteCap);
         }
@@ -477,7 +476,7 @@ impl Drain {
                     Poll::Ready(Ok(n)) => {
                         this.count.bytes += n as u64;
                         got_input = true;
-                        if this.count.bytes >= this.config.max_bytes() {
+                        if this.count.bytes >= config.max_bytes() {
                             return this.count.end(LingerOutcome::ByteCap);
                         }
                     }
@@ -490,7 +489,7 @@ impl Drain {
             }
             if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
                 *this.stopping = true;
-                let cut = later(Instant::now(), this.config.short_deadline());
+                let cut = later(Instant::now(), config.short_deadline());
                 if cut < *this.deadline {
                     *this.deadline = cut;
                     *this.shortened = true;
@@ -498,16 +497,16 @@ impl Drain {
             }
             if got_input {
                 let now = Instant::now();
-                *this.idle_until = later(now, this.config.idle_timeout());
+                *this.idle_until = later(now, config.idle_timeout());
                 if let Some(ack) = this.ack.as_mut() {
-                    ack.input_at(now, this.config.ack_quiet());
+                    ack.input_at(now, config.ack_quiet());
                 }
             }
             if let Some(ack) = this.ack.as_mut() {
                 if blocked && ack.is_due() {
                     match (ops.unacked)(io) {
                         Some(0) => return this.count.end(LingerOutcome::Acked),
-                        Some(_) => ack.back_off(this.config.idle_timeout()),
+                        Some(_) => ack.back_off(config.idle_timeout()),
                         // Not known for this IO: the normal bounds apply.
                         None => *this.ack = None,
                     }
