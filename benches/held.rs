@@ -6,14 +6,17 @@
 //! cargo bench --bench held
 //! ```
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use linger::LingerConfig;
+use support::client::connect;
+use support::lab::Lab;
+use support::wait::wait_until;
 
 const BURST: usize = 1_000;
 const AFTER: Duration = Duration::from_millis(100);
@@ -25,12 +28,11 @@ struct Figures {
 }
 
 fn burst(config: LingerConfig) -> Figures {
-    let lab = lab::Lab::lingering(config);
+    let lab = Lab::lingering(config);
     let addr = lab.addr;
     let mut clients: Vec<TcpStream> = Vec::with_capacity(BURST);
     for _ in 0..BURST {
-        let mut c = TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut c = connect(addr, None).unwrap();
         // A byte after the request so the server lingers in mode On.
         c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nx")
             .unwrap();
@@ -42,7 +44,8 @@ fn burst(config: LingerConfig) -> Figures {
     let burst_done = Instant::now();
     let mut held_after = None;
     let mut all_released = None;
-    while burst_done.elapsed() < Duration::from_secs(2) {
+    let bound = Duration::from_secs(2).saturating_sub(burst_done.elapsed());
+    wait_until(bound, Duration::from_millis(1), || {
         let lingering = lab.stats().lingering;
         if held_after.is_none() && burst_done.elapsed() >= AFTER {
             held_after = Some(lingering);
@@ -50,11 +53,8 @@ fn burst(config: LingerConfig) -> Figures {
         if lingering == 0 && all_released.is_none() {
             all_released = Some(burst_done.elapsed());
         }
-        if held_after.is_some() && all_released.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        held_after.is_some() && all_released.is_some()
+    });
     let held_after = held_after.unwrap_or(0);
     let acked = lab.stats().acked;
     drop(clients);

@@ -19,7 +19,9 @@
 #   FIGURES_FLOOD_ROUNDS [5]  rounds per path for figure 3
 #   FIGURES_HOLD_CONNS [2000] clients per server for figure 4
 #   FIGURES_QUIET_WAIT [180]  seconds to wait, before each figure, for other processes to go quiet
-#   FIGURES_ONLY [all]        which figures to run, e.g. 1,3
+#   FIGURES [all]             which figures to run, e.g. 1,3 (FIGURES_ONLY: the same);
+#                             run.sh passes it to the bench, which alone (plain
+#                             `cargo bench`) runs only figure 4
 #   FIGURES_F1_B [linger]     figure 1 compares plain axum with: linger, plain (A/A: the noise floor),
 #                             listener (LingerListener only), layer (LingerLayer only) or
 #                             noop (a tower layer that does nothing) or outer (LingerLayer
@@ -57,4 +59,5 @@ cp "$bin" "$work/figures"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "open-file limit: $(ulimit -n)" >&2
 
-timeout --kill-after=10 "${FIGURES_TIMEOUT:-1800}" taskset -c 1 "$work/figures"
+# An explicit selection: without one the bench runs only its quick figure.
+timeout --kill-after=10 "${FIGURES_TIMEOUT:-1800}" taskset -c 1 "$work/figures" "${FIGURES:-${FIGURES_ONLY:-all}}"

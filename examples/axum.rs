@@ -26,7 +26,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use linger::{LingerLayer, LingerListener};
-use tokio::net::TcpListener;
+use tower::Layer;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -48,27 +48,31 @@ async fn main() -> std::io::Result<()> {
         Ok(port) => port.parse().expect("PORT must be a port number"),
         Err(_) => 3000,
     };
-    let tcp = TcpListener::bind(("127.0.0.1", port)).await?;
-    tracing::info!("listening on http://{}", tcp.local_addr()?);
-
     // The two pieces of lingering close:
     // - `LingerListener` wraps every accepted connection in a `LingerIo`,
     //   whose close half-closes, then drains the client's input (bounded by
     //   a `LingerConfig`: 5 s idle, 30 s total, 64 MiB) before it closes.
-    //   `LingerListener::with_config` takes other bounds.
-    // - `LingerLayer` makes every response that ends its connection (here:
-    //   the 413, whose request body is left unread) say `Connection: close`.
-    //   Put it outermost, after every other `.layer`.
+    //   `bind` listens with a backlog of 4096 (tokio's `bind`: 128), so a
+    //   burst of connections does not overflow the accept queue;
+    //   `LingerListener::bind_with` takes other bounds and backlogs.
+    // - `LingerLayer` around the whole app is the make-service axum serves:
+    //   it finds each connection's handle in the listener's IO and makes
+    //   every response that ends its connection where hyper would not say
+    //   so (here: the 413, whose request body is left unread) carry
+    //   `Connection: close`.
     //
-    // Need the peer address? axum's `ConnectInfo<SocketAddr>` does not work
-    // through a custom listener; serve
-    // `app.into_make_service_with_connect_info::<linger::LingerConnectInfo>()`
-    // and extract `ConnectInfo<LingerConnectInfo>` instead.
-    let listener = LingerListener::new(tcp);
-    // On Ctrl-C: stop accepting; responses still in flight say
-    // `Connection: close`; every linger is cut to the short deadline (2 s).
+    // Need the peer address, or to end a connection from a handler? axum's
+    // `ConnectInfo<SocketAddr>` does not work through a custom listener;
+    // serve `LingerLayer::new().layer(app.into_make_service_with_connect_info::<linger::LingerConnectInfo>())`
+    // and extract `ConnectInfo<LingerConnectInfo>`: its `handle().mark_closing()`
+    // makes the current response say `Connection: close`.
+    let listener = LingerListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!("listening on http://{}", listener.get_ref().local_addr()?);
+    // On Ctrl-C: axum stops accepting and hyper makes responses still in
+    // flight say `Connection: close`; every linger is cut to the short
+    // deadline (2 s).
     let shutdown = listener.shutdown_handle();
-    axum::serve(listener, app.layer(LingerLayer::new()))
+    axum::serve(listener, LingerLayer::new().layer(app))
         .with_graceful_shutdown(shutdown.on(async {
             tokio::signal::ctrl_c().await.ok();
             tracing::info!("shutting down");

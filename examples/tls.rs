@@ -2,9 +2,9 @@
 //! template to copy.
 //!
 //! ```text
-//! cargo run --example tls                 # listens on https://127.0.0.1:3443
-//! PORT=8443 cargo run --example tls       # or on another port
-//! RUST_LOG=linger=debug cargo run --example tls   # log every lingering close
+//! cargo run --features tokio-rustls --example tls                 # listens on https://127.0.0.1:3443
+//! PORT=8443 cargo run --features tokio-rustls --example tls       # or on another port
+//! RUST_LOG=linger=debug cargo run --features tokio-rustls --example tls   # log every lingering close
 //! ```
 //!
 //! Then, from another shell (`-k`: the certificate is self-signed, made at
@@ -26,9 +26,6 @@
 //! the bounded drain of whatever the client still sends, then the close.
 //! The drain reads below TLS: it discards raw TCP bytes and never decrypts.
 
-// `tests/tls.rs` reuses this file's listener and certificate helper.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,51 +36,93 @@ use axum::Router;
 use linger::{LingerIo, LingerLayer, LingerListener, LingerShutdown};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tower::Layer;
 
 /// The largest upload `/upload` reads.
 const UPLOAD_LIMIT: usize = 1024 * 1024;
-/// How long a client may take over its TLS handshake. Handshakes run inside
-/// the listener's `accept`, one at a time, so this also bounds how long one
-/// slow client can hold up the next accept.
+/// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many handshakes may run at once; past it, accepting waits.
+const MAX_HANDSHAKES: usize = 1024;
 /// How long shutdown waits for lingering connections after axum is done.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// An `axum::serve::Listener` that accepts TCP connections as `LingerIo`s
-/// and runs the TLS handshake over them.
+/// and runs each TLS handshake on a task of its own, off the accept path
+/// (as axum-server and tls-listener do): a client that connects and never
+/// sends its hello holds up nobody but itself, for at most
+/// [`HANDSHAKE_TIMEOUT`]. At most [`MAX_HANDSHAKES`] run at once.
 ///
-/// Accept errors are logged and retried (after a short sleep: out of file
-/// descriptors, say); failed or timed-out handshakes are logged and skipped.
-/// A connection dropped after a failed handshake still closes lingering (the
-/// client did send its hello), so an alert rustls wrote is not lost to a reset.
-///
-/// Handshakes here are sequential. A server that must take many slow
-/// handshakes at once does them in its connection tasks instead: a
-/// hand-written hyper-util loop (see `examples/hyper.rs`) that calls
-/// `LingerListener::accept`, then `acceptor.accept(io)` on the spawned task.
-pub(crate) struct TlsListener {
-    inner: LingerListener<TcpListener>,
-    acceptor: TlsAcceptor,
+/// Accept errors are logged and retried after a short sleep (out of file
+/// descriptors, say); failed or timed-out handshakes are logged and
+/// dropped. A connection dropped after a failed handshake still closes
+/// lingering (the client did send its hello), so an alert rustls wrote is
+/// not lost to a reset.
+struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<LingerIo<TcpStream>>, SocketAddr)>,
+    local_addr: SocketAddr,
 }
 
 impl TlsListener {
-    /// Serves TLS with `acceptor` on the connections `inner` accepts.
-    pub(crate) fn new(inner: LingerListener<TcpListener>, acceptor: TlsAcceptor) -> Self {
-        Self { inner, acceptor }
+    /// Serves TLS with `acceptor` on the connections `inner` accepts. The
+    /// accept loop runs on a task of its own, until this listener is
+    /// dropped.
+    fn new(inner: LingerListener<TcpListener>, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let local_addr = inner.get_ref().local_addr()?;
+        let (ready, handshaken) = mpsc::channel(64);
+        tokio::spawn(accept_loop(inner, acceptor, ready));
+        Ok(Self {
+            handshaken,
+            local_addr,
+        })
     }
+}
 
-    /// Graceful shutdown for the lingering connections (see `main`).
-    pub(crate) fn shutdown_handle(&self) -> LingerShutdown {
-        self.inner.shutdown_handle()
+async fn accept_loop(
+    inner: LingerListener<TcpListener>,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<LingerIo<TcpStream>>, SocketAddr)>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
+        // `LingerListener<TcpListener>`'s own `accept` (an `io::Result`),
+        // not the axum trait's, so the errors are ours to handle.
+        let accepted = tokio::select! {
+            accepted = inner.accept() => accepted,
+            () = ready.closed() => return,
+        };
+        let (io, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, ready) = (acceptor.clone(), ready.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, peer)).await;
+                }
+                Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+            }
+        });
     }
 }
 
 impl std::fmt::Debug for TlsListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsListener")
-            .field("inner", &self.inner)
+            .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
     }
 }
@@ -93,37 +132,26 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // `LingerListener<TcpListener>`'s own `accept` (an `io::Result`),
-            // not the axum trait's, so the errors are ours to handle.
-            let (io, peer) = match self.inner.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io)).await {
-                Ok(Ok(tls)) => return (tls, peer),
-                Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
-                Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
-            }
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accept loop ended (it never does while we hold the
+            // receiver): accept nothing more.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.get_ref().local_addr()
+        Ok(self.local_addr)
     }
 }
 
 /// A TLS acceptor with a self-signed certificate for `localhost`, made now,
 /// and that certificate (for a client that should trust it).
 ///
-/// For the example and the tests only: a real server loads its own
+/// For the example only: a real server loads its own
 /// certificate chain and key (from PEM files, say, with
 /// `rustls::pki_types::pem::PemObject`) instead.
-pub(crate) fn self_signed_acceptor() -> (TlsAcceptor, CertificateDer<'static>) {
+fn self_signed_acceptor() -> (TlsAcceptor, CertificateDer<'static>) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
         .expect("generate a self-signed certificate");
     let cert = certified.cert.der().clone();
@@ -145,15 +173,7 @@ pub(crate) fn self_signed_acceptor() -> (TlsAcceptor, CertificateDer<'static>) {
 
 /// The application: `GET /` says hello, `POST /upload` returns the length
 /// of the body it read, at most [`UPLOAD_LIMIT`] bytes (413 past it).
-///
-/// `LingerLayer::new()` is the minimal form: through this custom listener
-/// it finds no connection `Handle` in the request (no `LingerConnectInfo`),
-/// and that is fine. It still makes every response that ends its
-/// connection say `Connection: close` (the 413 whose body it left unread,
-/// here), and each `LingerIo` decides on its own, from what it saw, to
-/// linger: over TLS the client always sent bytes (its hello at least), so a
-/// connection lingers whenever the client has not closed first.
-pub(crate) fn app() -> Router {
+fn app() -> Router {
     Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route(
@@ -161,7 +181,6 @@ pub(crate) fn app() -> Router {
             post(|body: axum::body::Bytes| async move { format!("{} bytes\n", body.len()) }),
         )
         .layer(DefaultBodyLimit::max(UPLOAD_LIMIT))
-        .layer(LingerLayer::new())
 }
 
 #[tokio::main]
@@ -181,9 +200,9 @@ async fn main() -> std::io::Result<()> {
     let (acceptor, _cert) = self_signed_acceptor();
     // The default bounds: 5 s idle, 30 s total, 64 MiB;
     // `LingerListener::with_config` takes others.
-    let tcp = LingerListener::new(TcpListener::bind(("127.0.0.1", port)).await?);
-    let listener = TlsListener::new(tcp, acceptor);
-    let shutdown = listener.shutdown_handle();
+    let tcp = LingerListener::bind(("127.0.0.1", port)).await?;
+    let shutdown: LingerShutdown = tcp.shutdown_handle();
+    let listener = TlsListener::new(tcp, acceptor)?;
     tracing::info!(
         "listening on https://{} (self-signed: use curl -k)",
         axum::serve::Listener::local_addr(&listener)?
@@ -195,7 +214,11 @@ async fn main() -> std::io::Result<()> {
     let ctrl_c = async {
         tokio::signal::ctrl_c().await.ok();
     };
-    axum::serve(listener, app())
+    // `LingerLayer` around the whole app finds each connection's handle
+    // under TLS (`TlsStream<LingerIo<_>>`, with linger's `tokio-rustls`
+    // feature) and makes the 413 that leaves its upload unread say
+    // `Connection: close`.
+    axum::serve(listener, LingerLayer::new().layer(app()))
         .with_graceful_shutdown(shutdown.on(ctrl_c))
         .await?;
     // Then the lingers of connections hyper dropped without a shutdown

@@ -13,14 +13,14 @@
 //! ```
 //! use axum::{extract::DefaultBodyLimit, routing::post, Router};
 //! use linger::{LingerLayer, LingerListener};
+//! use tower::Layer;
 //!
 //! # async {
 //! let app = Router::new()
 //!     .route("/upload", post(|body: axum::body::Bytes| async move { body.len().to_string() }))
-//!     .layer(DefaultBodyLimit::max(1 << 20))
-//!     .layer(LingerLayer::new());
-//! let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
-//! axum::serve(listener, app).await?;
+//!     .layer(DefaultBodyLimit::max(1 << 20));
+//! let listener = LingerListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, LingerLayer::new().layer(app)).await?;
 //! # Ok::<_, std::io::Error>(())
 //! # };
 //! ```
@@ -28,48 +28,51 @@
 //! # The pieces
 //!
 //! - [`LingerIo`] wraps a connection's IO; its `poll_shutdown` is the
-//!   lingering close, bounded by a [`LingerConfig`].
+//!   lingering close, bounded by a [`LingerConfig`]. Each has a
+//!   [`ConnectionHandle`], shared with the middleware.
 //! - [`LingerListener`] accepts connections as `LingerIo`s: an axum
-//!   `Listener`, and an `accept` for hand-written hyper loops.
+//!   `Listener`, and an `accept` for hand-written hyper loops. Its
+//!   [`LingerShutdown`] shortens lingers and waits for them; its
+//!   [`LingerStats`] count how lingers ended.
 //! - [`LingerLayer`] / [`Linger`] make every response that ends its
-//!   connection carry `Connection: close`, including the ones that end it
-//!   implicitly (an unread request body, HTTP/1.0), and tell the connection's
-//!   [`Handle`].
-//! - [`LingerShutdown`] begins a graceful shutdown that shortens lingers and
-//!   waits for them.
-//! - [`LingerStats`] counts how lingers ended.
+//!   connection where hyper would not say so carry `Connection: close` (an
+//!   unread request body, a connection a handler marked closing). Around the
+//!   whole app they are axum's make-service and find each connection's
+//!   handle in its IO ([`AsConnectionHandle`]).
 //!
 //! The listener alone already delivers every response whole: `LingerIo`
-//! decides when to linger from what it saw, and costs nothing measurable on
-//! keep-alive traffic. The layer adds `Connection: close` where hyper would
-//! close silently, keep-alive rescue of small unread bodies, and the
-//! per-connection handle, for a few percent of CPU per request (see the
-//! README's performance figures).
+//! decides when to linger from what it saw. The middleware adds
+//! `Connection: close` where hyper would close silently, the keep-alive
+//! rescue of small unread bodies, and the close a handler asks for.
+//!
+//! # Modules
+//!
+//! `io` (the IO wrapper and its drain), `middleware` (layer, service,
+//! futures, body, header rules), `listener` (the listener and its
+//! per-listener state, shutdown and counters); `connection` (the handle
+//! both halves share) and `config` beside them. No state is process-wide:
+//! everything is per connection or per listener, reached through the
+//! handle.
 
-mod body;
 mod config;
-pub mod future;
-mod handle;
+mod connection;
 mod io;
-mod layer;
 mod listener;
-mod service;
-mod shutdown;
-mod stats;
-#[cfg(target_os = "linux")]
-mod tcp;
+mod middleware;
 
-pub use body::LingerBody;
 pub use config::{
     LingerConfig, LingerMode, DEFAULT_ACK_QUIET, DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_BYTES, DEFAULT_MAX_LINGERING, DEFAULT_SHORT_DEADLINE,
 };
-pub use handle::Handle;
-pub use io::LingerIo;
-pub use layer::{LingerLayer, DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};
+pub use connection::{AsConnectionHandle, ConnectionHandle};
+pub use io::{LingerIo, DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
+pub use listener::shutdown::LingerShutdown;
+pub use listener::stats::{LingerOutcome, LingerStats};
 #[cfg(feature = "axum")]
 pub use listener::LingerConnectInfo;
-pub use listener::LingerListener;
-pub use service::Linger;
-pub use shutdown::LingerShutdown;
-pub use stats::{LingerOutcome, LingerStats};
+pub use listener::{LingerListener, DEFAULT_BACKLOG};
+pub use middleware::body::LingerBody;
+pub use middleware::future;
+pub use middleware::layer::LingerLayer;
+pub use middleware::service::Linger;
+pub use middleware::{DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};

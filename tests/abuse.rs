@@ -7,26 +7,23 @@
 //! of every connection live in this process); if the soft limit is lower it
 //! raises it with `prlimit` (up to the hard limit).
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
-#[path = "../examples/reset_lab/probe.rs"]
-mod probe;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use linger::LingerConfig;
+use support::client::connect;
+use support::lab::Lab;
+use support::leaks::open_fds;
+use support::wait::wait_until;
 
 const CLIENTS: usize = 2_000;
 const IDLE: Duration = Duration::from_secs(1);
 /// Slack on the idle timeout for the release: timer granularity and the
 /// time to close 2,000 sockets on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(2);
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -86,10 +83,10 @@ struct Round {
 /// Serves the lab app with `config`, has `CLIENTS` clients take a close
 /// response and never close, and checks the idle timeout releases them all.
 fn hold(config: LingerConfig, label: &str) -> Round {
-    let lab = lab::Lab::lingering(config);
+    let lab = Lab::lingering(config);
     let addr = lab.addr;
     // Warm up the runtime and allocator with one request, then measure.
-    let mut warm = probe::connect(addr, None).unwrap();
+    let mut warm = connect(addr, None).unwrap();
     warm.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
         .unwrap();
     let _ = warm.read_to_end(&mut Vec::new());
@@ -100,7 +97,7 @@ fn hold(config: LingerConfig, label: &str) -> Round {
 
     let mut clients: Vec<TcpStream> = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
-        let mut c = probe::connect(addr, None).unwrap();
+        let mut c = connect(addr, None).unwrap();
         // The extra bytes make the server linger; then the client goes quiet.
         c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nxyz")
             .unwrap();
@@ -111,15 +108,16 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     }
     let last_response = Instant::now();
     // A client sees the FIN a moment before the server counts its linger.
-    while lab.stats().lingering < CLIENTS as u64 && last_response.elapsed() < IDLE / 2 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let held = lab.stats();
+    let held = lab
+        .wait_for(IDLE / 2, Duration::from_millis(1), |s| {
+            s.lingering >= CLIENTS as u64
+        })
+        .unwrap_or_else(|s| s);
     let (fds_during, rss_during) = (open_fds(), rss_kib());
     assert_eq!(held.lingering, CLIENTS as u64, "{label}: {held:?}");
 
     // A fresh client is served while the 2,000 linger.
-    let mut fresh = probe::connect(addr, None).unwrap();
+    let mut fresh = connect(addr, None).unwrap();
     fresh
         .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -129,26 +127,17 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     drop(fresh);
 
     // The idle timeout releases every server socket, clients still open.
-    let released = loop {
-        if lab.stats().lingering == 0 {
-            break last_response.elapsed();
-        }
-        assert!(
-            last_response.elapsed() < IDLE + SLACK,
-            "{label}: still lingering after {:?}: {:?}",
-            IDLE + SLACK,
-            lab.stats()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let bound = (IDLE + SLACK).saturating_sub(last_response.elapsed());
+    lab.wait_for(bound, Duration::from_millis(10), |s| s.lingering == 0)
+        .unwrap_or_else(|s| panic!("{label}: still lingering after {:?}: {s:?}", IDLE + SLACK));
+    let released = last_response.elapsed();
     // The server's descriptors are gone once its tasks have dropped them.
-    let fds_server_gone = loop {
-        let fds = open_fds();
-        if fds <= fds_before + CLIENTS || last_response.elapsed() > IDLE + SLACK {
-            break fds;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let mut fds_server_gone = open_fds();
+    let bound = (IDLE + SLACK).saturating_sub(last_response.elapsed());
+    wait_until(bound, Duration::from_millis(10), || {
+        fds_server_gone = open_fds();
+        fds_server_gone <= fds_before + CLIENTS
+    });
     let stats = lab.stats();
     drop(clients);
     std::thread::sleep(Duration::from_millis(200));

@@ -2,15 +2,14 @@
 //! short deadline instead of the full bounds, and the number of full-length
 //! lingers never exceeds the cap.
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
-#[path = "../examples/reset_lab/probe.rs"]
-mod probe;
+mod support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use linger::LingerConfig;
+use support::client::connect;
+use support::lab::Lab;
 
 const CAP: usize = 3;
 const CLIENTS: usize = 10;
@@ -23,12 +22,12 @@ fn past_the_cap_lingers_are_short_and_the_cap_holds() {
         .with_deadline(Duration::from_secs(10))
         .with_max_lingering(CAP)
         .with_short_deadline(SHORT);
-    let lab = lab::Lab::lingering(config);
+    let lab = Lab::lingering(config);
     let addr = lab.addr;
     // Clients that take a close response, send a byte more, and never close.
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let mut c = probe::connect(addr, None).unwrap();
+            let mut c = connect(addr, None).unwrap();
             c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nx")
                 .unwrap();
             let mut got = Vec::new();
@@ -41,31 +40,19 @@ fn past_the_cap_lingers_are_short_and_the_cap_holds() {
     // Every linger past the cap ends at the short deadline; the first CAP
     // keep their full bounds.
     let mut most = 0;
-    loop {
-        let s = lab.stats();
+    lab.wait_for(SHORT * 10, Duration::from_millis(5), |s| {
         most = most.max(s.lingering);
-        if s.shortened == (CLIENTS - CAP) as u64 {
-            break;
-        }
-        assert!(
-            began.elapsed() < SHORT * 10,
-            "short lingers did not end: {s:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        s.shortened == (CLIENTS - CAP) as u64
+    })
+    .unwrap_or_else(|s| panic!("short lingers did not end: {s:?}"));
     let s = lab.stats();
     assert_eq!(s.lingering, CAP as u64, "{s:?}");
     assert_eq!(s.started, CLIENTS as u64, "{s:?}");
     assert!(most <= CLIENTS as u64);
     drop(clients);
     // The full-length lingers end when their clients close.
-    while lab.stats().lingering > 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            lab.stats()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let bound = Duration::from_secs(5).saturating_sub(began.elapsed());
+    lab.wait_for(bound, Duration::from_millis(5), |s| s.lingering == 0)
+        .unwrap_or_else(|s| panic!("{s:?}"));
     assert_eq!(lab.stats().peer_closed, CAP as u64);
 }

@@ -6,6 +6,8 @@
 //! `poll_shutdown`: the lingering close runs inside the connection's task,
 //! which `GracefulShutdown` waits for.
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use linger::{LingerBody, LingerConfig, LingerLayer, LingerListener, LingerShutdown};
+use support::client::read_to_end_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -236,10 +239,9 @@ async fn graceful_shutdown_with_a_client_that_never_closes() {
     assert!(took >= SHORT - Duration::from_millis(50), "{took:?}");
     assert!(took < SHORT + Duration::from_secs(2), "{took:?}");
     // The server's side ended with a FIN after the GOAWAY, not a reset.
-    let mut rest = Vec::new();
-    let end = timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap();
+    let (rest, end) = read_to_end_async(&mut tcp, WAIT).await;
     assert!(
-        end.is_ok() && rest.is_empty(),
+        end.is_clean() && rest.is_empty(),
         "{end:?}, {} bytes",
         rest.len()
     );

@@ -6,16 +6,16 @@
 //! `.ci/run` installs curl and python3 when they are missing; outside CI a
 //! missing tool skips its half of the test with a message.
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use linger::LingerConfig;
+use support::lab::Lab;
+use support::scenarios::UPLOAD;
 
 const TRIALS: usize = 5;
-const UPLOAD: usize = 16 << 20;
 
 fn have(tool: &str) -> bool {
     let found = Command::new(tool)
@@ -90,7 +90,7 @@ fn curl_sees_the_413() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("upload.bin");
     std::fs::write(&file, vec![b'u'; UPLOAD]).unwrap();
-    let (lingering, plain) = (lab::Lab::lingering(LingerConfig::new()), lab::Lab::plain());
+    let (lingering, plain) = (Lab::lingering(LingerConfig::new()), Lab::plain());
     let (with, plain) = (lingering.addr, plain.addr);
     let lingered: Vec<String> = (0..TRIALS).map(|_| curl_upload(with, &file)).collect();
     let unlingered: Vec<String> = (0..TRIALS).map(|_| curl_upload(plain, &file)).collect();
@@ -104,7 +104,7 @@ fn python_http_client_sees_the_413() {
     if !have("python3") {
         return;
     }
-    let (lingering, plain) = (lab::Lab::lingering(LingerConfig::new()), lab::Lab::plain());
+    let (lingering, plain) = (Lab::lingering(LingerConfig::new()), Lab::plain());
     let (with, plain) = (lingering.addr, plain.addr);
     let lingered: Vec<String> = (0..TRIALS).map(|_| python_upload(with)).collect();
     let unlingered: Vec<String> = (0..TRIALS).map(|_| python_upload(plain)).collect();

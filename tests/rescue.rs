@@ -1,24 +1,23 @@
 //! Keep-alive rescue over loopback: a handler that answers without reading
 //! a small upload no longer costs the client its connection.
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
-#[path = "../examples/reset_lab/probe.rs"]
-mod probe;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use linger::{LingerConfig, LingerLayer};
+use support::client::{connect, read_response};
+use support::lab::{self, Close, Lab};
 
 const UPLOADS: usize = 20;
 const UPLOAD: usize = 64 << 10;
 
 /// The lab app with lingering close and the given middleware, or plain.
-fn start(layer: Option<LingerLayer>) -> lab::Lab {
+fn start(layer: Option<LingerLayer>) -> Lab {
     match layer {
-        Some(layer) => lab::Lab::start(lab::app(), lab::Close::Linger(LingerConfig::new(), layer)),
-        None => lab::Lab::plain(),
+        Some(layer) => Lab::start(lab::app(), Close::Linger(LingerConfig::new(), layer)),
+        None => Lab::plain(),
     }
 }
 
@@ -28,31 +27,9 @@ fn upload(path: &str) -> Vec<u8> {
 }
 
 /// Reads one response; returns its status and whether it closes.
-fn try_read_response(stream: &mut TcpStream) -> std::io::Result<(u16, bool)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap();
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body)?;
-    Ok((status, head.contains("connection: close")))
-}
-
-fn read_response(stream: &mut TcpStream) -> (u16, bool) {
-    try_read_response(stream).unwrap()
+fn status_and_close(stream: &mut TcpStream) -> std::io::Result<(u16, bool)> {
+    let response = read_response(stream)?;
+    Ok((response.head.status, response.head.closes()))
 }
 
 /// Uploads to a route that answers 413 without reading, `UPLOADS` times, as
@@ -66,11 +43,11 @@ fn connections_used(addr: SocketAddr) -> (usize, usize) {
     for _ in 0..UPLOADS {
         let conn = stream.get_or_insert_with(|| {
             connections += 1;
-            probe::connect(addr, None).unwrap()
+            connect(addr, None).unwrap()
         });
         let answer = conn
             .write_all(&upload("/reject/16"))
-            .and_then(|()| try_read_response(conn));
+            .and_then(|()| status_and_close(conn));
         match answer {
             Ok((status, closes)) => {
                 assert_eq!(status, 413);
@@ -120,14 +97,14 @@ fn small_rejected_uploads_keep_the_connection() {
 fn request_behind_a_rescued_body_is_served() {
     let lab = start(Some(LingerLayer::new()));
     let addr = lab.addr;
-    let mut stream = probe::connect(addr, None).unwrap();
+    let mut stream = connect(addr, None).unwrap();
     let mut request = upload("/reject/16");
     request.extend_from_slice(b"GET /bytes/5 HTTP/1.1\r\nHost: lab\r\n\r\n");
     stream.write_all(&request).unwrap();
-    assert_eq!(read_response(&mut stream), (413, false));
-    assert_eq!(read_response(&mut stream), (200, false));
+    assert_eq!(status_and_close(&mut stream).unwrap(), (413, false));
+    assert_eq!(status_and_close(&mut stream).unwrap(), (200, false));
     stream
         .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(&mut stream), (200, false));
+    assert_eq!(status_and_close(&mut stream).unwrap(), (200, false));
 }

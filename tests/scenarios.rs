@@ -1,41 +1,41 @@
 //! The close scenarios over real loopback sockets, each run against the lab
 //! app served plainly (to show the test can fail here) and served the
-//! minimal way with the crate: `axum::serve(LingerListener::new(tcp),
-//! app.layer(LingerLayer::new()))`.
+//! README's way with the crate: `axum::serve(LingerListener::new(tcp),
+//! LingerLayer::new().layer(app))`.
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
-#[path = "../examples/reset_lab/probe.rs"]
-mod probe;
+mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::post;
 use linger::{LingerConfig, LingerLayer};
-use probe::Outcome;
+use support::client::{self, read_response, read_to_close};
+use support::lab::{self, Close, Lab};
+use support::probe::Outcome;
+use support::scenarios::{scenario, scenarios};
 
 /// Trials per scenario and server: every lingered trial must be whole; a
 /// plain server must lose at least one (most lose all: see the reset lab).
 const TRIALS: usize = 6;
 
-fn trials(lab: &lab::Lab, key: &str) -> Vec<Outcome> {
-    let scenario = probe::scenario(key);
+fn trials(lab: &Lab, key: &str) -> Vec<Outcome> {
+    let scenario = scenario(key);
     (0..TRIALS).map(|_| scenario.run(lab.addr)).collect()
 }
 
 /// Runs a scenario against both servers: whole every time with the crate,
 /// and at least one loss without it.
 fn cured(key: &str) {
-    let with = trials(&lab::Lab::lingering(LingerConfig::new()), key);
+    let with = trials(&Lab::lingering(LingerConfig::new()), key);
     assert!(
         with.iter().all(Outcome::is_whole),
         "{key} with linger: {with:?}"
     );
-    let without = trials(&lab::Lab::plain(), key);
+    let without = trials(&Lab::plain(), key);
     assert!(
         without.iter().any(|o| !o.is_whole()),
         "{key} without linger never failed, so this test proves nothing here: {without:?}"
@@ -82,7 +82,7 @@ fn malformed_request_gets_its_400_and_a_fin_not_a_reset() {
 /// Scenarios a plain server survives too: they must stay whole.
 #[test]
 fn interleaved_upload_and_control_stay_whole() {
-    let lab = lab::Lab::lingering(LingerConfig::new());
+    let lab = Lab::lingering(LingerConfig::new());
     for key in ["reject-upload-interleaved", "control-close"] {
         let outcomes = trials(&lab, key);
         assert!(
@@ -98,8 +98,8 @@ fn interleaved_upload_and_control_stay_whole() {
 /// hyper would close silently, the per-connection handle, and rescue.
 #[test]
 fn the_listener_alone_delivers_every_scenario() {
-    let lab = lab::Lab::start(lab::app(), lab::Close::ListenerOnly(LingerConfig::new()));
-    for scenario in probe::scenarios() {
+    let lab = Lab::start(lab::app(), Close::ListenerOnly(LingerConfig::new()));
+    for scenario in scenarios() {
         for _ in 0..3 {
             let outcome = scenario.run(lab.addr);
             assert!(outcome.is_whole(), "{}: {outcome:?}", scenario.key);
@@ -107,42 +107,14 @@ fn the_listener_alone_delivers_every_scenario() {
     }
 }
 
-fn client(addr: SocketAddr) -> std::net::TcpStream {
-    probe::connect(addr, None).unwrap()
+fn client(addr: SocketAddr) -> TcpStream {
+    client::connect(addr, None).unwrap()
 }
 
-/// Reads one response with a Content-Length body; returns (head, body).
-fn read_response(stream: &mut std::net::TcpStream) -> (String, Vec<u8>) {
-    let mut bytes = Vec::new();
-    let mut byte = [0u8; 1];
-    while !bytes.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "EOF in head: {bytes:?}");
-        bytes.push(byte[0]);
-    }
-    let head = String::from_utf8(bytes).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .expect("content-length");
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).unwrap();
-    (head.to_ascii_lowercase(), body)
-}
-
-/// After EOF, whether the close was clean (no reset pending on the socket).
-fn reads_clean_eof(stream: &mut std::net::TcpStream) -> bool {
-    let mut rest = Vec::new();
-    match stream.read_to_end(&mut rest) {
-        Ok(_) if rest.is_empty() => {
-            std::thread::sleep(Duration::from_millis(20));
-            matches!(stream.take_error(), Ok(None))
-        }
-        _ => false,
-    }
+/// After the response: EOF, nothing more, and a clean close (no reset).
+fn reads_clean_eof(stream: &mut TcpStream) -> bool {
+    let (rest, end) = read_to_close(stream);
+    rest.is_empty() && end.is_clean()
 }
 
 #[test]
@@ -158,8 +130,8 @@ fn pipelined_post_after_a_close_is_never_executed() {
             }),
         );
         let lab = match config {
-            Some(config) => lab::Lab::start(app, lab::Close::Linger(config, LingerLayer::new())),
-            None => lab::Lab::start(app, lab::Close::Plain),
+            Some(config) => Lab::start(app, Close::Linger(config, LingerLayer::new())),
+            None => Lab::start(app, Close::Plain),
         };
         let mut stream = client(lab.addr);
         let post = "POST /count HTTP/1.1\r\nHost: lab\r\nContent-Length: 5\r\n\r\nhello";
@@ -168,8 +140,8 @@ fn pipelined_post_after_a_close_is_never_executed() {
                 format!("GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n{post}{post}").as_bytes(),
             )
             .unwrap();
-        let (head, _) = read_response(&mut stream);
-        assert!(head.contains("connection: close"), "{head}");
+        let head = read_response(&mut stream).unwrap().head;
+        assert!(head.closes(), "{}", head.text);
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest);
         assert!(
@@ -190,33 +162,41 @@ fn pipelined_post_after_a_close_is_never_executed() {
 
 #[test]
 fn keep_alive_is_untouched() {
-    let lab = lab::Lab::lingering(LingerConfig::new());
+    let lab = Lab::lingering(LingerConfig::new());
     let mut stream = client(lab.addr);
     for i in 0..100 {
         stream
             .write_all(b"GET /bytes/100 HTTP/1.1\r\nHost: lab\r\n\r\n")
             .unwrap();
-        let (head, body) = read_response(&mut stream);
+        let res = read_response(&mut stream).unwrap();
+        let head = &res.head.text;
         assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
-        assert!(!head.contains("connection: close"), "request {i}: {head}");
-        assert_eq!(body.len(), 100);
+        assert!(!res.head.closes(), "request {i}: {head}");
+        assert_eq!(res.body.len(), 100);
     }
     // Still open: one more request on the same connection is served.
     stream
         .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
         .unwrap();
-    let (head, body) = read_response(&mut stream);
-    assert!(head.starts_with("http/1.1 200") && body == b"ok", "{head}");
+    let res = read_response(&mut stream).unwrap();
+    let head = &res.head.text;
+    assert!(
+        head.starts_with("http/1.1 200") && res.body == b"ok",
+        "{head}"
+    );
 }
 
-/// The middleware closes, and says so, where hyper would keep the
-/// connection open but the request cannot be reused or asks for close.
+/// A response that ends the connection says so on the wire, and the close
+/// is clean: HTTP/1.0 without keep-alive (hyper answers in HTTP/1.0, where
+/// closing is the default and no header is needed), a client's
+/// `Connection: close` (hyper writes the header, the middleware no longer
+/// does), and a handler that did not read the body (the middleware's rule).
 #[test]
 fn responses_that_end_the_connection_say_so() {
-    let lab = lab::Lab::lingering(LingerConfig::new());
+    let lab = Lab::lingering(LingerConfig::new());
     let cases: [(&str, &str); 3] = [
         // HTTP/1.0 without keep-alive.
-        ("GET /bytes/10 HTTP/1.0\r\n\r\n", "connection: close"),
+        ("GET /bytes/10 HTTP/1.0\r\n\r\n", "http/1.0 200"),
         // The client asked for close.
         (
             "GET /bytes/10 HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n",
@@ -231,7 +211,7 @@ fn responses_that_end_the_connection_say_so() {
     for (request, expected) in cases {
         let mut stream = client(lab.addr);
         stream.write_all(request.as_bytes()).unwrap();
-        let (head, _) = read_response(&mut stream);
+        let head = read_response(&mut stream).unwrap().head.text;
         assert!(head.contains(expected), "{request:?} -> {head}");
         assert!(
             reads_clean_eof(&mut stream),

@@ -4,19 +4,21 @@
 //! middleware of the process that has no handle (the minimal axum form), so
 //! it must not share a process with tests that expect keep-alive.
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
-#[path = "../examples/reset_lab/probe.rs"]
-mod probe;
+mod support;
 
 use std::future::IntoFuture;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
+use tower::Layer;
 
 use axum::routing::get;
 use axum::Router;
 use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
+use support::client::{connect, read_response, read_to_close, Head};
+use support::lab;
+use support::runtime::runtime;
+use support::scenarios::big_get;
 use tokio::sync::oneshot;
 
 const SHORT: Duration = Duration::from_millis(500);
@@ -51,11 +53,7 @@ struct Server {
 
 impl Server {
     fn start(linger: bool) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let signal = async {
             let _ = stop_rx.await;
@@ -68,7 +66,7 @@ impl Server {
                 let listener = LingerListener::with_config(tcp, config);
                 let shutdown = listener.shutdown_handle();
                 let served = tokio::spawn(
-                    axum::serve(listener, app().layer(LingerLayer::new()))
+                    axum::serve(listener, LingerLayer::new().layer(app()))
                         .with_graceful_shutdown(shutdown.on(signal))
                         .into_future(),
                 );
@@ -112,32 +110,10 @@ impl Server {
     }
 }
 
-fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut bytes = Vec::new();
-    let mut byte = [0u8; 1];
-    while !bytes.ends_with(b"\r\n\r\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "EOF in head: {bytes:?}");
-        bytes.push(byte[0]);
-    }
-    let head = String::from_utf8(bytes).unwrap().to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .expect("content-length");
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).unwrap();
-    (head, body)
-}
-
 /// Reads to the end; whether it was a clean EOF with no reset after it.
 fn clean_end(stream: &mut TcpStream) -> (Vec<u8>, bool) {
-    let mut rest = Vec::new();
-    let ok = stream.read_to_end(&mut rest).is_ok();
-    std::thread::sleep(Duration::from_millis(20));
-    (rest, ok && matches!(stream.take_error(), Ok(None)))
+    let (rest, end) = read_to_close(stream);
+    (rest, end.is_clean())
 }
 
 /// Graceful shutdown while a keep-alive client is mid-conversation: the
@@ -149,28 +125,25 @@ fn graceful_shutdown_mid_conversation() {
     let _serial = serial();
     for linger in [true, false] {
         let mut server = Server::start(linger);
-        let mut stream = probe::connect(server.addr, Some(16 << 10)).unwrap();
+        let mut stream = connect(server.addr, Some(16 << 10)).unwrap();
         stream
             .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
             .unwrap();
-        let (head, _) = read_response(&mut stream);
-        assert!(head.starts_with("http/1.1 200"));
-        let pipelined = format!(
-            "GET /ok HTTP/1.1\r\nHost: lab\r\nX-Pad: {}\r\n\r\n",
-            "p".repeat(probe::EXTRA)
-        );
-        stream
-            .write_all(format!("GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n{pipelined}").as_bytes())
-            .unwrap();
+        let head = read_response(&mut stream).unwrap().head;
+        assert!(head.text.starts_with("http/1.1 200"));
+        let request = [
+            b"GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec(),
+            big_get("/ok"),
+        ]
+        .concat();
+        stream.write_all(&request).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         server.stop();
         // Read after the server has written the response and closed.
         std::thread::sleep(Duration::from_millis(400));
         let (got, clean) = clean_end(&mut stream);
         let whole = got.len() > 256 << 10 && got.ends_with(&[b's'; 64]);
-        let says_close = String::from_utf8_lossy(&got[..got.len().min(512)])
-            .to_ascii_lowercase()
-            .contains("connection: close");
+        let says_close = Head::parse(&got).is_some_and(|head| head.is_ok_and(|h| h.closes()));
         drop(stream);
         let finished = server.finished_within(Duration::from_secs(5));
         if linger {
@@ -205,24 +178,24 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
     // Three clients that get a close response and never close.
     let mut lingering: Vec<TcpStream> = (0..3)
         .map(|_| {
-            let mut s = probe::connect(server.addr, None).unwrap();
+            let mut s = connect(server.addr, None).unwrap();
             s.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
                 .unwrap();
-            let (head, _) = read_response(&mut s);
-            assert!(head.starts_with("http/1.1 200"));
+            let head = read_response(&mut s).unwrap().head;
+            assert!(head.text.starts_with("http/1.1 200"));
             s
         })
         .collect();
     // A request in flight.
-    let mut busy = probe::connect(server.addr, None).unwrap();
+    let mut busy = connect(server.addr, None).unwrap();
     busy.write_all(b"GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let began = Instant::now();
     server.stop();
-    let (head, body) = read_response(&mut busy);
-    assert!(head.contains("connection: close"), "{head}");
-    assert_eq!(body.len(), 256 << 10);
+    let res = read_response(&mut busy).unwrap();
+    assert!(res.head.closes(), "{}", res.head.text);
+    assert_eq!(res.body.len(), 256 << 10);
     let (_, clean) = clean_end(&mut busy);
     assert!(clean, "the busy connection was reset");
     drop(busy);

@@ -1,30 +1,29 @@
-//! Lingering close under TLS, over loopback: the lab app served through
-//! `examples/tls.rs`'s `TlsListener` (`TlsStream<LingerIo<TcpStream>>`), and
-//! the same TLS server over a plain `TcpListener` to show the tests can fail
-//! here. The client is tokio-rustls, trusting a certificate made at test
+//! Lingering close under TLS, over loopback: the lab app served over
+//! `TlsStream<LingerIo<TcpStream>>` with the middleware around the whole app
+//! (it finds each connection's handle under TLS), and the same TLS server
+//! over a plain `TcpListener` to show the tests can fail here. The client is tokio-rustls, trusting a certificate made at test
 //! time.
 //!
 //! A clean end under TLS is the server's `close_notify` (rustls's reader
 //! returns `Ok(0)`) followed by the TCP FIN (a raw read returns 0) and no
 //! reset left pending on the socket.
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
-#[path = "../examples/tls.rs"]
-mod tls_example;
+mod support;
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use linger::{LingerLayer, LingerListener, LingerShutdown, LingerStats};
-use rustls::pki_types::{CertificateDer, ServerName};
-use tls_example::TlsListener;
+use rustls::pki_types::CertificateDer;
+use support::client::first_response;
+use support::lab;
+use support::tls::{self_signed_acceptor, tcp_end_is_clean, TestTlsListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-use tokio_rustls::{client, TlsAcceptor, TlsConnector};
+use tokio_rustls::client;
+use tower::Layer;
 
 /// Trials per scenario and server.
 const TRIALS: usize = 4;
@@ -37,35 +36,6 @@ const UPLOAD: usize = 16 << 20;
 /// Bytes of padding in the pipelined request: well past hyper's first read.
 const EXTRA: usize = 64 << 10;
 
-/// The same TLS server without the crate: a plain `TcpListener` under the
-/// same acceptor.
-struct PlainTlsListener {
-    inner: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl axum::serve::Listener for PlainTlsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // Bounded only by the test: the server runtime is dropped with it.
-        loop {
-            let Ok((tcp, peer)) = self.inner.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            if let Ok(Ok(tls)) = timeout(Duration::from_secs(5), self.acceptor.accept(tcp)).await {
-                return (tls, peer);
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
 struct Server {
     /// Serves until the test drops it.
     rt: tokio::runtime::Runtime,
@@ -77,26 +47,23 @@ struct Server {
 
 impl Server {
     fn start(linger: bool) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (acceptor, cert) = tls_example::self_signed_acceptor();
+        let rt = support::runtime::runtime();
+        let (acceptor, cert) = self_signed_acceptor();
         let (addr, shutdown) = rt.block_on(async {
             let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = tcp.local_addr().unwrap();
             if linger {
-                let listener = TlsListener::new(LingerListener::new(tcp), acceptor);
-                let shutdown = listener.shutdown_handle();
+                let inner = LingerListener::new(tcp);
+                let shutdown = inner.shutdown_handle();
+                let listener = TestTlsListener { inner, acceptor };
                 tokio::spawn(async move {
-                    axum::serve(listener, lab::app().layer(LingerLayer::new()))
+                    axum::serve(listener, LingerLayer::new().layer(lab::app()))
                         .await
                         .ok();
                 });
                 (addr, Some(shutdown))
             } else {
-                let listener = PlainTlsListener {
+                let listener = TestTlsListener {
                     inner: tcp,
                     acceptor,
                 };
@@ -150,9 +117,8 @@ enum Outcome {
     /// and no reset.
     Whole,
     /// The whole response and `close_notify`, but the TCP close after it
-    /// was not clean (`raw` says what a raw read saw, `pending` the
-    /// socket's error).
-    WholeUncleanTcp { raw: String, pending: String },
+    /// was not clean (`seen`: what a raw read and the socket's error said).
+    WholeUncleanTcp { seen: String },
     /// The response arrived whole but the TLS stream ended without
     /// `close_notify` (`UnexpectedEof`) or with an error.
     WholeThenError(ErrorKind),
@@ -177,60 +143,16 @@ impl Outcome {
     }
 }
 
-fn client_config(cert: CertificateDer<'static>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-/// A TLS connection to `addr`; `rcvbuf` is set before connecting so the
-/// window the server sees is small from the first segment.
 async fn connect(
     addr: SocketAddr,
     cert: CertificateDer<'static>,
     rcvbuf: Option<u32>,
 ) -> std::io::Result<client::TlsStream<TcpStream>> {
-    let socket = TcpSocket::new_v4()?;
-    if let Some(size) = rcvbuf {
-        socket.set_recv_buffer_size(size)?;
-    }
-    let tcp = socket.connect(addr).await?;
-    let connector = TlsConnector::from(Arc::new(client_config(cert)));
-    connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
+    support::tls::connect(addr, support::tls::client_config(cert), rcvbuf).await
 }
 
 fn get(path: &str, extra_headers: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: lab\r\n{extra_headers}\r\n").into_bytes()
-}
-
-/// The status and total length of the first response in `bytes`, once it is
-/// complete.
-fn first_response(bytes: &[u8]) -> Option<Result<(u16, usize), String>> {
-    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad head: {head:?}"));
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| format!("no content-length: {head:?}"));
-    match (status, length) {
-        (Ok(status), Ok(length)) => {
-            (bytes.len() >= head_end + length).then_some(Ok((status, head_end + length)))
-        }
-        (Err(e), _) | (_, Err(e)) => Some(Err(e)),
-    }
 }
 
 /// Reads until `close_notify`, an error or the trial deadline, then judges
@@ -262,7 +184,8 @@ async fn read_and_judge(
         return Outcome::Wrong(format!("no end after {} bytes", got.len()));
     };
     let complete = match first_response(&got) {
-        Some(Ok((got_status, len))) => {
+        Some(Ok((head, len))) => {
+            let got_status = head.status;
             if got_status != status || len != got.len() || len < body_len {
                 return Outcome::Wrong(format!(
                     "status {got_status} ({status} expected), response {len} bytes of {} read",
@@ -288,16 +211,9 @@ async fn read_and_judge(
 /// After `close_notify`: whether the TCP connection ended with a FIN and no
 /// reset.
 async fn tcp_end(tcp: &mut TcpStream) -> Outcome {
-    let mut byte = [0u8; 1];
-    let raw = timeout(Duration::from_secs(5), tcp.read(&mut byte)).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let pending = tcp.take_error();
-    match (raw, pending) {
-        (Ok(Ok(0)), Ok(None)) => Outcome::Whole,
-        (raw, pending) => Outcome::WholeUncleanTcp {
-            raw: format!("{raw:?}"),
-            pending: format!("{pending:?}"),
-        },
+    match tcp_end_is_clean(tcp).await {
+        Ok(()) => Outcome::Whole,
+        Err(seen) => Outcome::WholeUncleanTcp { seen },
     }
 }
 
@@ -388,38 +304,4 @@ fn pipelined_request_after_a_1_mib_close_response() {
 #[test]
 fn early_413_to_a_client_that_writes_the_whole_upload_first() {
     cured("reject-upload-write-first", upload_write_first);
-}
-
-/// The minimal template's plain paths work: hello, an upload under the
-/// limit (keep-alive), and a clean TLS close when the client asks for it.
-#[test]
-fn template_app_serves_over_tls() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (acceptor, cert) = tls_example::self_signed_acceptor();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let listener = TlsListener::new(LingerListener::new(tcp), acceptor);
-        tokio::spawn(async move { axum::serve(listener, tls_example::app()).await.ok() });
-        timeout(TRIAL_TIMEOUT, async {
-            let mut tls = connect(addr, cert, None).await.unwrap();
-            let upload = "POST /upload HTTP/1.1\r\nHost: lab\r\nContent-Length: 10\r\n\r\n\
-                          some bytes\
-                          GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n";
-            tls.write_all(upload.as_bytes()).await.unwrap();
-            tls.flush().await.unwrap();
-            let mut got = Vec::new();
-            tls.read_to_end(&mut got).await.unwrap();
-            let got = String::from_utf8(got).unwrap();
-            assert!(got.contains("\r\n\r\n10 bytes\n"), "{got}");
-            assert!(got.ends_with("\r\n\r\nhello\n"), "{got}");
-            assert_eq!(tcp_end(tls.get_mut().0).await, Outcome::Whole);
-        })
-        .await
-        .expect("timed out");
-    });
 }

@@ -14,26 +14,25 @@
 
 #![cfg(unix)]
 
-#[path = "../examples/reset_lab/lab.rs"]
-mod lab;
+mod support;
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tower::Layer;
 
 use linger::{LingerLayer, LingerListener, LingerShutdown, LingerStats};
+use support::client::{connect_unix, read_to_end, End, Head};
+use support::lab;
+use support::probe::TRIAL_TIMEOUT;
+use support::runtime::runtime;
+use support::scenarios::{big_get, PAUSE};
+use support::stats::settled;
 
 /// Trials per server.
 const TRIALS: usize = 5;
-/// How long a trial may take in all.
-const TRIAL_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the client waits between its write and its first read.
-const PAUSE: Duration = Duration::from_millis(100);
 /// The first response's body.
 const BODY: usize = 1 << 20;
-/// Bytes of padding in the pipelined request: well past hyper's first read.
-const EXTRA: usize = 64 << 10;
 
 struct Server {
     /// Serves until the test drops it.
@@ -47,11 +46,7 @@ struct Server {
 
 impl Server {
     fn start(linger: bool) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lab.sock");
         let lingers = rt.block_on(async {
@@ -60,7 +55,7 @@ impl Server {
                 let listener = LingerListener::new(unix);
                 let lingers = listener.shutdown_handle();
                 tokio::spawn(async move {
-                    axum::serve(listener, lab::app().layer(LingerLayer::new()))
+                    axum::serve(listener, LingerLayer::new().layer(lab::app()))
                         .await
                         .ok();
                 });
@@ -78,26 +73,13 @@ impl Server {
         }
     }
 
-    /// The counters once no connection lingers (bounded wait).
-    /// The statistics once `started` lingers have all ended. A client sees
-    /// the FIN a moment before the server counts its linger, so waiting for
-    /// none to linger is not enough.
+    /// The statistics once `started` lingers have all ended, or after 10 s.
     fn settled_stats(&self, started: u64) -> LingerStats {
-        let lingers = self.lingers.clone().expect("a lingering server");
-        self.rt.block_on(async {
-            let settled = async {
-                loop {
-                    lingers.wait().await;
-                    let stats = lingers.stats();
-                    if stats.started >= started && stats.lingering == 0 {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(10), settled).await;
-            lingers.stats()
-        })
+        let lingers = self.lingers.as_ref().expect("a lingering server");
+        let limit = Duration::from_secs(10);
+        self.rt
+            .block_on(settled(lingers, started, limit))
+            .unwrap_or_else(|stats| stats)
     }
 }
 
@@ -123,52 +105,44 @@ enum Outcome {
 /// then read everything.
 fn pipelined_after_close(path: &Path) -> Outcome {
     let started = Instant::now();
-    let mut stream = match UnixStream::connect(path) {
+    let mut stream = match connect_unix(path) {
         Ok(stream) => stream,
         Err(e) => return Outcome::Other(format!("connect: {e}")),
     };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let request = format!(
-        "GET /close/{BODY} HTTP/1.1\r\nHost: lab\r\n\r\n\
-         GET /ok HTTP/1.1\r\nHost: lab\r\nX-Pad: {}\r\n\r\n",
-        "p".repeat(EXTRA)
-    );
-    if let Err(e) = stream.write_all(request.as_bytes()) {
+    let request = [
+        format!("GET /close/{BODY} HTTP/1.1\r\nHost: lab\r\n\r\n").into_bytes(),
+        big_get("/ok"),
+    ]
+    .concat();
+    if let Err(e) = stream.write_all(&request) {
         return Outcome::Other(format!("write: {e}"));
     }
     std::thread::sleep(PAUSE);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16 << 10];
-    let error = loop {
-        if started.elapsed() > TRIAL_TIMEOUT {
-            return Outcome::Other(format!("timeout after {} bytes", got.len()));
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => break None,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => break Some(e.kind()),
-        }
+    let (got, end) = read_to_end(&mut stream, started + TRIAL_TIMEOUT);
+    let error = match end {
+        End::Eof => None,
+        // A Unix socket shows a close with input unread as a reset.
+        End::Reset | End::EofThenReset => Some(ErrorKind::ConnectionReset),
+        End::Timeout => return Outcome::Other(format!("timeout after {} bytes", got.len())),
+        End::Other(e) => return Outcome::Other(format!("read: {e}")),
     };
-    let Some(head_end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Outcome::Short {
-            got: got.len(),
-            error,
-        };
+    let head = match Head::parse(&got) {
+        None => {
+            return Outcome::Short {
+                got: got.len(),
+                error,
+            }
+        }
+        Some(Err(e)) => return Outcome::Other(e),
+        Some(Ok(head)) => head,
     };
-    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 200")
-        || !head.contains("connection: close")
-        || !head.contains(&format!("content-length: {BODY}"))
+    if !head.text.starts_with("http/1.1 200")
+        || !head.closes()
+        || head.content_length() != Some(BODY)
     {
-        return Outcome::Other(format!("unexpected head: {head}"));
+        return Outcome::Other(format!("unexpected head: {}", head.text));
     }
-    let whole = head_end + 4 + BODY;
+    let whole = head.len + BODY;
     match (got.len().cmp(&whole), error) {
         (std::cmp::Ordering::Less, error) => Outcome::Short {
             got: got.len(),

@@ -13,11 +13,13 @@
 //!   that saw EOF closes without lingering (nothing can be in flight);
 //! - the server drops it while the client is still sending: it lingers, so
 //!   the client sees a FIN, not a reset (a plain `TcpStream` resets);
-//! - `Handle::disable_linger()` from the handler opts that connection out:
-//!   it closes at once (and, with input unread, the kernel resets it).
+//! - `ConnectionHandle::disable_linger()` from the handler opts that
+//!   connection out: it closes at once (and, with input unread, the kernel
+//!   resets it).
+
+mod support;
 
 use std::convert::Infallible;
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -29,7 +31,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use linger::{Handle, LingerLayer, LingerListener, LingerShutdown, LingerStats};
+use linger::{ConnectionHandle, LingerLayer, LingerListener, LingerShutdown, LingerStats};
+use support::client::{read_response_async, read_to_end_async, End};
+use support::stats::settled;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -59,7 +63,7 @@ enum Ended {
 enum Serve {
     /// `LingerIo` connections, `LingerLayer::with_handle`.
     Linger,
-    /// As `Linger`, and the handler calls `Handle::disable_linger()`.
+    /// As `Linger`, and the handler calls `ConnectionHandle::disable_linger()`.
     LingerDisabled,
     /// Plain `TcpStream`s, no middleware.
     Plain,
@@ -81,10 +85,9 @@ impl Server {
     /// Waits (bounded) until no connection lingers; returns the counters.
     async fn settled(&self) -> LingerStats {
         let lingers = self.lingers.as_ref().expect("a lingering server");
-        timeout(WAIT, lingers.wait())
+        settled(lingers, 0, WAIT)
             .await
-            .expect("a linger did not end");
-        lingers.stats()
+            .unwrap_or_else(|stats| panic!("a linger did not end: {stats:?}"))
     }
 }
 
@@ -92,7 +95,7 @@ impl Server {
 /// `426` for anything else.
 fn respond<B>(
     mut req: Request<B>,
-    handle: Option<Handle>,
+    handle: Option<ConnectionHandle>,
     disable_linger: bool,
     ended: mpsc::UnboundedSender<Ended>,
 ) -> Response<Empty<Bytes>> {
@@ -229,17 +232,13 @@ async fn upgraded_client(addr: SocketAddr) -> TcpStream {
         .await
         .unwrap()
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert!(head.len() < 4096, "head too long: {head:?}");
-        let n = timeout(WAIT, tcp.read(&mut byte)).await.unwrap().unwrap();
-        assert_eq!(n, 1, "EOF in the head: {head:?}");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    let head = timeout(WAIT, read_response_async(&mut tcp))
+        .await
+        .unwrap()
+        .unwrap()
+        .head;
+    assert!(head.text.starts_with("http/1.1 101"), "{}", head.text);
+    assert_eq!(head.header("upgrade"), Some("echo"), "{}", head.text);
     tcp
 }
 
@@ -262,17 +261,11 @@ async fn echo_round_trips(tcp: &mut TcpStream) {
     }
 }
 
-/// How the server's side of the connection ended, as the client sees it:
-/// `Ok(())` for a clean FIN (EOF, no reset pending), the error otherwise.
-async fn server_end(tcp: &mut TcpStream) -> Result<(), String> {
-    let mut rest = Vec::new();
-    let read = timeout(WAIT, tcp.read_to_end(&mut rest)).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    match (read, tcp.take_error()) {
-        (Ok(Ok(0)), Ok(None)) => Ok(()),
-        (Ok(Err(e)), _) => Err(format!("{:?}", e.kind())),
-        (read, pending) => Err(format!("{read:?}, {} bytes, {pending:?}", rest.len())),
-    }
+/// How the server's side of the connection ended, as the client sees it,
+/// and how many bytes came before that end.
+async fn server_end(tcp: &mut TcpStream) -> (End, usize) {
+    let (rest, end) = read_to_end_async(tcp, WAIT).await;
+    (end, rest.len())
 }
 
 /// The client sends `quit` and 64 KiB more in one write, and waits until
@@ -302,7 +295,7 @@ async fn live_echo_then_client_closes_first_needs_no_linger() {
     timeout(WAIT, tcp.shutdown()).await.unwrap().unwrap();
     let how = timeout(WAIT, server.ended.recv()).await.unwrap().unwrap();
     assert_eq!(how, Ended::Eof);
-    assert_eq!(server_end(&mut tcp).await, Ok(()));
+    assert_eq!(server_end(&mut tcp).await, (End::Eof, 0));
     let stats = server.settled().await;
     eprintln!("client closed first: {stats:?}");
     assert_eq!(stats.started, 0, "{stats:?}");
@@ -318,7 +311,7 @@ async fn server_drops_while_client_sends_lingers() {
     let mut tcp = upgraded_client(server.addr).await;
     echo_round_trips(&mut tcp).await;
     quit_with_bytes_in_flight(&mut server, &mut tcp).await;
-    assert_eq!(server_end(&mut tcp).await, Ok(()), "with linger");
+    assert_eq!(server_end(&mut tcp).await, (End::Eof, 0), "with linger");
     let lingering = server.stats();
     assert_eq!((lingering.started, lingering.lingering), (1, 1));
     drop(tcp);
@@ -332,26 +325,23 @@ async fn server_drops_while_client_sends_lingers() {
     let mut tcp = upgraded_client(plain.addr).await;
     echo_round_trips(&mut tcp).await;
     quit_with_bytes_in_flight(&mut plain, &mut tcp).await;
-    let end = server_end(&mut tcp).await;
+    let (end, _) = server_end(&mut tcp).await;
     eprintln!("server dropped first, plain: {end:?}");
-    assert_eq!(
-        end,
-        Err(format!("{:?}", ErrorKind::ConnectionReset)),
-        "without linger"
-    );
+    assert_eq!(end, End::Reset, "without linger");
 }
 
-/// `Handle::disable_linger()` from the handler: the same drop closes at
-/// once, without lingering (and, with input unread, the kernel resets).
+/// `ConnectionHandle::disable_linger()` from the handler: the same drop
+/// closes at once, without lingering (and, with input unread, the kernel
+/// resets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_linger_from_the_handler_closes_without_lingering() {
     let mut server = start(Serve::LingerDisabled).await;
     let mut tcp = upgraded_client(server.addr).await;
     echo_round_trips(&mut tcp).await;
     quit_with_bytes_in_flight(&mut server, &mut tcp).await;
-    let end = server_end(&mut tcp).await;
+    let (end, _) = server_end(&mut tcp).await;
     let stats = server.settled().await;
     eprintln!("disable_linger: {end:?}; {stats:?}");
     assert_eq!(stats.started, 0, "{stats:?}");
-    assert_eq!(end, Err(format!("{:?}", ErrorKind::ConnectionReset)));
+    assert_eq!(end, End::Reset);
 }

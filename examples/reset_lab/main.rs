@@ -6,9 +6,13 @@
 //! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger]
 //! cargo run --release --example reset_lab -- probe --port 8080 [--host 127.0.0.1] [--trials 10] [--json] [--expect-whole]
 //! ```
+//!
+//! A thin command line over the lab server and the scenarios, which live
+//! with the tests in `tests/support/` (`lab.rs`, `scenarios.rs`,
+//! `probe.rs`), so the demo and the test suite run the same code.
 
-mod lab;
-mod probe;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -16,7 +20,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use linger::LingerConfig;
-use probe::{Outcome, Scenario};
+use support::lab::{self, Lab};
+use support::probe::Outcome;
+use support::runtime::runtime;
+use support::scenarios::{scenarios, Scenario};
 
 const DEFAULT_TRIALS: usize = 10;
 
@@ -46,19 +53,11 @@ fn parse<T: std::str::FromStr>(s: &str) -> T {
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// Per scenario: the outcomes of every trial.
 type Results = Vec<(Scenario, Vec<Outcome>)>;
 
 fn run_all(addr: SocketAddr, trials: usize, label: &str) -> Results {
-    probe::scenarios()
+    scenarios()
         .into_iter()
         .map(|scenario| {
             eprint!("  {label:<10} {:<28} ", scenario.key);
@@ -91,7 +90,7 @@ fn summary(outcomes: &[Outcome]) -> String {
 }
 
 fn demo(trials: usize) -> ExitCode {
-    let (lingering, plain) = (lab::Lab::lingering(LingerConfig::new()), lab::Lab::plain());
+    let (lingering, plain) = (Lab::lingering(LingerConfig::new()), Lab::plain());
     let (with, without) = (lingering.addr, plain.addr);
     eprintln!("reset lab: {trials} trials per scenario, lab server with linger on {with}, without on {without}");
     let started = std::time::Instant::now();

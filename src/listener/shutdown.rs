@@ -4,8 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::handle::Shared;
-use crate::stats::LingerStats;
+use crate::listener::state::ListenerState;
+use crate::listener::stats::LingerStats;
 
 /// Graceful shutdown for a [`LingerListener`](crate::LingerListener)'s
 /// connections, lingering ones included.
@@ -42,28 +42,28 @@ use crate::stats::LingerStats;
 /// ```
 #[derive(Clone)]
 pub struct LingerShutdown {
-    shared: Arc<Shared>,
+    state: Arc<ListenerState>,
 }
 
 impl LingerShutdown {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(state: Arc<ListenerState>) -> Self {
+        Self { state }
     }
 
     /// Begins the shutdown. Calling it again does nothing more.
     pub fn begin(&self) {
-        self.shared.begin_shutdown();
+        self.state.begin_shutdown();
     }
 
     /// Whether [`begin`](Self::begin) was called.
     pub fn is_begun(&self) -> bool {
-        self.shared.is_shutting_down()
+        self.state.is_shutting_down()
     }
 
     /// Counters of the listener's lingering closes; still readable after
     /// `axum::serve` has taken the listener.
     pub fn stats(&self) -> LingerStats {
-        self.shared.counters.snapshot()
+        self.state.counters.snapshot()
     }
 
     /// A future that waits for `signal`, then [begins](Self::begin) the
@@ -83,10 +83,10 @@ impl LingerShutdown {
     /// [`begin`](Self::begin), that is within the short deadline.
     pub async fn wait(&self) {
         loop {
-            let idle = self.shared.idle.notified();
+            let idle = self.state.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if self.shared.counters.live() == 0 {
+            if self.state.counters.live() == 0 {
                 return;
             }
             idle.await;
@@ -98,7 +98,7 @@ impl fmt::Debug for LingerShutdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LingerShutdown")
             .field("begun", &self.is_begun())
-            .field("lingering", &self.shared.counters.live())
+            .field("lingering", &self.state.counters.live())
             .finish()
     }
 }

@@ -50,6 +50,7 @@ pub(crate) struct Counters {
     live: AtomicUsize,
     ended: [AtomicU64; 7],
     bytes: AtomicU64,
+    resets_prevented: AtomicU64,
 }
 
 impl Counters {
@@ -61,7 +62,10 @@ impl Counters {
 
     /// Counts a linger out; returns whether it was the last one.
     pub(crate) fn end(&self, outcome: LingerOutcome, bytes: u64) -> bool {
-        self.bytes.fetch_add(bytes, Relaxed);
+        if bytes > 0 {
+            self.bytes.fetch_add(bytes, Relaxed);
+            self.resets_prevented.fetch_add(1, Relaxed);
+        }
         self.ended[outcome as usize].fetch_add(1, Relaxed);
         self.live.fetch_sub(1, AcqRel) == 1
     }
@@ -94,6 +98,7 @@ impl Counters {
             shortened,
             acked,
             bytes_discarded: self.bytes.load(Relaxed),
+            resets_prevented: self.resets_prevented.load(Relaxed),
         }
     }
 }
@@ -134,12 +139,19 @@ pub struct LingerStats {
     pub acked: u64,
     /// Bytes read and discarded by lingers.
     pub bytes_discarded: u64,
+    /// Lingers that discarded input: input was waiting when the connection
+    /// was half-closed, or arrived during the linger. A plain close at that
+    /// moment would have made the kernel reset the connection (Linux counts
+    /// those resets as `TcpExtTCPAbortOnClose` and `TcpExtTCPAbortOnData`),
+    /// and the reset could have destroyed the response.
+    pub resets_prevented: u64,
 }
 
 pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, took: Duration) {
     tracing::debug!(
         outcome = outcome.as_str(),
         bytes,
+        reset_prevented = bytes > 0,
         micros = took.as_micros() as u64,
         "lingering close ended"
     );

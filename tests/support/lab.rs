@@ -1,16 +1,20 @@
 //! The reset-lab server: an axum app serving the endpoint contract, with or
 //! without lingering close.
 
-#![allow(dead_code)]
-
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
+use std::time::Duration;
+
+use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown, LingerStats};
 use tokio::net::TcpListener;
+use tower::Layer;
+
+use super::runtime::runtime;
+use super::stats;
 
 /// The contract, handlers only: none of them sets `Connection: close`
 /// except `/close/N` and `/missing`.
@@ -72,6 +76,16 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, config: Option<Lin
     serve_with(listener, app, close, None).await;
 }
 
+/// Serves `app` on `listener` through `layer`, the minimal way with the
+/// crate, until the task is dropped or serving fails.
+pub(crate) async fn serve_lingering(
+    listener: LingerListener<TcpListener>,
+    app: Router,
+    layer: LingerLayer,
+) -> std::io::Result<()> {
+    axum::serve(listener, layer.layer(app)).await
+}
+
 async fn serve_with(
     listener: TcpListener,
     app: Router,
@@ -84,7 +98,7 @@ async fn serve_with(
             if let Some(lingers) = lingers {
                 let _ = lingers.send(listener.shutdown_handle());
             }
-            axum::serve(listener, app.layer(layer)).await
+            serve_lingering(listener, app, layer).await
         }
         Close::ListenerOnly(config) => {
             let listener = LingerListener::with_config(listener, config);
@@ -103,8 +117,8 @@ async fn serve_with(
     }
 }
 
-/// A lab server on an ephemeral loopback port, on a runtime of its own (two
-/// worker threads), serving until it is dropped.
+/// A lab server on an ephemeral loopback port, on a [`runtime`] of its own,
+/// serving until it is dropped.
 pub(crate) struct Lab {
     pub(crate) addr: std::net::SocketAddr,
     /// The lingering server's statistics and shutdown; `None` when plain.
@@ -114,11 +128,7 @@ pub(crate) struct Lab {
 
 impl Lab {
     pub(crate) fn start(app: Router, close: Close) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = runtime();
         let (addr, lingers) = rt.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("local address");
@@ -144,10 +154,21 @@ impl Lab {
     }
 
     /// The lingering server's statistics.
-    pub(crate) fn stats(&self) -> linger::LingerStats {
+    pub(crate) fn stats(&self) -> LingerStats {
         self.lingers
             .as_ref()
             .expect("a lingering lab server")
             .stats()
+    }
+
+    /// [`stats::wait_for`] on the lingering server's statistics: reads them
+    /// every `step` until `done` holds, for at most `limit`.
+    pub(crate) fn wait_for(
+        &self,
+        limit: Duration,
+        step: Duration,
+        done: impl FnMut(&LingerStats) -> bool,
+    ) -> Result<LingerStats, LingerStats> {
+        stats::wait_for(limit, step, || self.stats(), done)
     }
 }

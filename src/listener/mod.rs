@@ -1,4 +1,18 @@
-//! [`LingerListener`]: accepts connections as [`LingerIo`]s.
+//! [`LingerListener`]: accepts connections as [`LingerIo`]s; the state its
+//! connections share, its shutdown and its counters.
+//!
+//! - `state`: what every connection of one listener shares;
+//! - `stats`: how lingers ended ([`LingerStats`]);
+//! - `shutdown`: [`LingerShutdown`];
+//! - `bind`: a TCP listener with a backlog fit for servers;
+//! - `connect_info`: axum's connect-info for the listener.
+
+mod bind;
+#[cfg(feature = "axum")]
+mod connect_info;
+pub(crate) mod shutdown;
+pub(crate) mod state;
+pub(crate) mod stats;
 
 use std::fmt;
 use std::io;
@@ -7,10 +21,14 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::LingerConfig;
-use crate::handle::{Handle, Shared};
 use crate::io::LingerIo;
-use crate::shutdown::LingerShutdown;
-use crate::stats::LingerStats;
+use shutdown::LingerShutdown;
+use state::ListenerState;
+use stats::LingerStats;
+
+pub use bind::DEFAULT_BACKLOG;
+#[cfg(feature = "axum")]
+pub use connect_info::LingerConnectInfo;
 
 /// A listener whose connections close with a lingering close.
 ///
@@ -38,7 +56,7 @@ use crate::stats::LingerStats;
 /// ```
 pub struct LingerListener<L> {
     inner: L,
-    shared: Arc<Shared>,
+    state: Arc<ListenerState>,
 }
 
 impl<L> LingerListener<L> {
@@ -51,7 +69,7 @@ impl<L> LingerListener<L> {
     pub fn with_config(inner: L, config: LingerConfig) -> Self {
         Self {
             inner,
-            shared: Shared::new(config),
+            state: ListenerState::new(config),
         }
     }
 
@@ -62,23 +80,23 @@ impl<L> LingerListener<L> {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        LingerIo::with_shared(io, self.shared.clone())
+        LingerIo::with_listener(io, self.state.clone())
     }
 
     /// The configuration connections linger with.
     pub fn config(&self) -> LingerConfig {
-        self.shared.config
+        self.state.config
     }
 
     /// A handle to shut this listener's connections down gracefully,
     /// lingering ones included.
     pub fn shutdown_handle(&self) -> LingerShutdown {
-        LingerShutdown::new(self.shared.clone())
+        LingerShutdown::new(self.state.clone())
     }
 
     /// Counters of the lingering closes of this listener's connections.
     pub fn stats(&self) -> LingerStats {
-        self.shared.counters.snapshot()
+        self.state.counters.snapshot()
     }
 
     /// A reference to the inner listener.
@@ -148,7 +166,7 @@ impl<L: fmt::Debug> fmt::Debug for LingerListener<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LingerListener")
             .field("inner", &self.inner)
-            .field("config", &self.shared.config)
+            .field("config", &self.state.config)
             .finish_non_exhaustive()
     }
 }
@@ -168,74 +186,5 @@ where
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
-    }
-}
-
-/// Connection info for axum apps served through a [`LingerListener`]: the
-/// peer's address and the connection's [`Handle`].
-///
-/// axum's `ConnectInfo<SocketAddr>` cannot work through a custom listener,
-/// so use this type instead; the [`Linger`](crate::Linger) middleware finds
-/// the handle in it, too.
-///
-/// # Example
-///
-/// ```
-/// use axum::{extract::ConnectInfo, routing::get, Router};
-/// use linger::{LingerConnectInfo, LingerLayer, LingerListener};
-///
-/// async fn whoami(ConnectInfo(info): ConnectInfo<LingerConnectInfo>) -> String {
-///     info.remote_addr().to_string()
-/// }
-///
-/// # async {
-/// let app = Router::new().route("/", get(whoami)).layer(LingerLayer::new());
-/// let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
-/// axum::serve(listener, app.into_make_service_with_connect_info::<LingerConnectInfo>()).await?;
-/// # Ok::<_, std::io::Error>(())
-/// # };
-/// ```
-#[cfg(feature = "axum")]
-#[derive(Debug, Clone)]
-pub struct LingerConnectInfo<A = std::net::SocketAddr> {
-    remote_addr: A,
-    handle: Handle,
-}
-
-#[cfg(feature = "axum")]
-impl<A> LingerConnectInfo<A> {
-    /// Connection info for a custom listener (one that wraps a
-    /// [`LingerListener`], for TLS say) to return from its own
-    /// `Connected` impl, so the middleware finds the connection's handle.
-    pub fn new(remote_addr: A, handle: Handle) -> Self {
-        Self {
-            remote_addr,
-            handle,
-        }
-    }
-
-    /// The peer's address.
-    pub fn remote_addr(&self) -> &A {
-        &self.remote_addr
-    }
-
-    /// The connection's handle.
-    pub fn handle(&self) -> &Handle {
-        &self.handle
-    }
-}
-
-#[cfg(feature = "axum")]
-impl<L> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LingerListener<L>>>
-    for LingerConnectInfo<L::Addr>
-where
-    L: axum::serve::Listener,
-    L::Addr: Clone + Sync,
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, LingerListener<L>>) -> Self {
-        Self {
-            remote_addr: stream.remote_addr().clone(),
-            handle: stream.io().handle().clone(),
-        }
     }
 }

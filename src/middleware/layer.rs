@@ -1,45 +1,38 @@
 //! [`LingerLayer`]: the tower layer that applies [`Linger`].
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
-use crate::handle::Handle;
-use crate::service::Linger;
-
-/// Default largest unread request body remainder the middleware discards to
-/// keep a connection reusable: 256 KiB (Go's `net/http` figure).
-pub const DEFAULT_RESCUE_MAX_BYTES: u64 = 256 << 10;
-/// Default time the middleware spends discarding such a remainder before
-/// it gives up and closes the connection: 50 ms.
-pub const DEFAULT_RESCUE_BUDGET: Duration = Duration::from_millis(50);
-
-/// Keep-alive rescue: discard a small unread request body rather than close.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rescue {
-    pub(crate) max_bytes: u64,
-    pub(crate) budget: Duration,
-}
-
-const DEFAULT_RESCUE: Rescue = Rescue {
-    max_bytes: DEFAULT_RESCUE_MAX_BYTES,
-    budget: DEFAULT_RESCUE_BUDGET,
-};
+use crate::connection::ConnectionHandle;
+use crate::middleware::rescue::Rescue;
+use crate::middleware::service::Linger;
 
 /// Applies the [`Linger`] middleware.
+///
+/// Around a whole axum app (`LingerLayer::new().layer(app)`, the form to
+/// use) it is the make-service `axum::serve` takes: it finds each
+/// connection's [`ConnectionHandle`] in the [`LingerListener`]'s IO and
+/// wraps the app once per connection. Inside the app
+/// (`Router::layer(LingerLayer::new())`) it sees requests only, never the
+/// connection; see [`Linger`] for what it then does.
+///
+/// [`LingerListener`]: crate::LingerListener
 ///
 /// # Example
 ///
 /// ```
 /// use axum::{routing::post, Router};
 /// use linger::{LingerLayer, LingerListener};
+/// use tower::Layer;
 ///
 /// # async {
 /// let app = Router::new()
-///     .route("/upload", post(|body: axum::body::Bytes| async move { body.len().to_string() }))
-///     .layer(LingerLayer::new());
-/// let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
-/// axum::serve(listener, app).await?;
+///     .route("/upload", post(|body: axum::body::Bytes| async move { body.len().to_string() }));
+/// let listener = LingerListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, LingerLayer::new().layer(app)).await?;
 /// # Ok::<_, std::io::Error>(())
 /// # };
 /// ```
@@ -49,24 +42,29 @@ const DEFAULT_RESCUE: Rescue = Rescue {
 /// When a handler answers without reading the request body, the connection
 /// cannot be reused until the rest of the body has been read. If the
 /// handler dropped the body and its known remainder is at most
-/// [`DEFAULT_RESCUE_MAX_BYTES`], the middleware discards it, for at most
-/// [`DEFAULT_RESCUE_BUDGET`], before it releases the response: the
-/// connection stays open instead of closing and lingering. Otherwise, or if
-/// the budget runs out, the response says `Connection: close`. Tune it with
-/// [`with_rescue`](Self::with_rescue), turn it off with
-/// [`without_rescue`](Self::without_rescue).
+/// [`DEFAULT_RESCUE_MAX_BYTES`](crate::DEFAULT_RESCUE_MAX_BYTES), the
+/// middleware discards it, for at most
+/// [`DEFAULT_RESCUE_BUDGET`](crate::DEFAULT_RESCUE_BUDGET), before it
+/// releases the response: the connection stays open instead of closing and
+/// lingering. Otherwise, or if the budget runs out, the response says
+/// `Connection: close`. Tune it with [`with_rescue`](Self::with_rescue),
+/// turn it off with [`without_rescue`](Self::without_rescue).
 #[derive(Debug, Clone)]
 pub struct LingerLayer {
-    handle: Option<Handle>,
+    handle: Option<ConnectionHandle>,
     rescue: Option<Rescue>,
+    /// Whether a service of this layer (or of a clone of it, as
+    /// `Router::layer` makes one per route) warned that it found no handle.
+    warned: Arc<AtomicBool>,
 }
 
 impl LingerLayer {
-    /// A layer that finds each connection's [`Handle`] in the request.
-    pub const fn new() -> Self {
+    /// A layer that finds each connection's [`ConnectionHandle`] itself.
+    pub fn new() -> Self {
         Self {
             handle: None,
-            rescue: Some(DEFAULT_RESCUE),
+            rescue: Some(Rescue::DEFAULT),
+            warned: Arc::default(),
         }
     }
 
@@ -103,7 +101,8 @@ impl LingerLayer {
     ///     }));
     /// # drop(svc);
     /// ```
-    pub fn with_handle(handle: Handle) -> Self {
+    #[must_use]
+    pub fn with_handle(handle: ConnectionHandle) -> Self {
         Self {
             handle: Some(handle),
             ..Self::new()
@@ -121,6 +120,6 @@ impl<S> Layer<S> for LingerLayer {
     type Service = Linger<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Linger::from_layer(inner, self.handle.clone(), self.rescue)
+        Linger::with_parts(inner, self.handle.clone(), self.rescue, &self.warned)
     }
 }

@@ -1,0 +1,158 @@
+//! The lingering close as a state machine: flush, half-close, drain; and
+//! the hand-off of a close left unfinished to a task of its own.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+
+use super::drain::{later, Drain};
+use super::LingerIo;
+use crate::config::LingerMode;
+
+/// Where a connection's close stands.
+pub(super) enum Phase {
+    Open,
+    /// Flushing and half-closing; the timer, made only if that blocks,
+    /// bounds it by the deadline.
+    Closing(WhenToLinger, Option<Pin<Box<Sleep>>>),
+    Draining(Pin<Box<Drain>>),
+    Closed,
+}
+
+/// Whether a close lingers, as far as it can be told before the half-close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WhenToLinger {
+    No,
+    /// Only if input is waiting once the connection is half-closed.
+    IfInputWaits,
+    Yes,
+}
+
+impl<T> LingerIo<T> {
+    /// Whether a close left unfinished here must be finished elsewhere.
+    fn close_is_unfinished(&self) -> bool {
+        match self.phase {
+            Phase::Open => self.should_linger() == WhenToLinger::Yes,
+            Phase::Closing(..) | Phase::Draining(_) => true,
+            Phase::Closed => false,
+        }
+    }
+
+    /// Whether closing now should linger, by the mode and what was seen.
+    fn should_linger(&self) -> WhenToLinger {
+        if self.eof || self.handle.is_linger_disabled() {
+            return WhenToLinger::No;
+        }
+        match self.handle.config().mode() {
+            LingerMode::Off => WhenToLinger::No,
+            LingerMode::On if self.read_any || self.handle.is_closing() => WhenToLinger::Yes,
+            LingerMode::On => WhenToLinger::IfInputWaits,
+            LingerMode::Always => WhenToLinger::Yes,
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
+    pub(super) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match &mut self.phase {
+                Phase::Open => self.phase = Phase::Closing(self.should_linger(), None),
+                Phase::Closing(decision, timer) => {
+                    let decision = *decision;
+                    let io = self.io.as_mut().expect(HANDED_OFF);
+                    let half_closed = match Pin::new(&mut *io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => Pin::new(&mut *io).poll_shutdown(cx),
+                        other => other,
+                    };
+                    let half_closed = match half_closed {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            // A TLS close_notify stuck behind a full window,
+                            // say: bounded by the deadline like the drain.
+                            let deadline = self.handle.config().deadline();
+                            let timer = timer.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(later(Instant::now(), deadline)))
+                            });
+                            ready!(timer.as_mut().poll(cx));
+                            Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "the half-close did not complete within the deadline",
+                            ))
+                        }
+                    };
+                    if let Err(e) = half_closed {
+                        self.phase = Phase::Closed;
+                        return Poll::Ready(Err(e));
+                    }
+                    let waiting = match decision {
+                        WhenToLinger::No => None,
+                        WhenToLinger::Yes => Some(0),
+                        // One look: bytes the server never read are waiting.
+                        WhenToLinger::IfInputWaits => match (self.ops.discard)(io, cx) {
+                            Poll::Ready(Ok(n)) if n > 0 => Some(n as u64),
+                            _ => None,
+                        },
+                    };
+                    let Some(discarded) = waiting else {
+                        self.phase = Phase::Closed;
+                        return Poll::Ready(Ok(()));
+                    };
+                    self.phase = Phase::Draining(Box::pin(Drain::new(&self.handle, discarded)));
+                    if self.handle.config().detach() && (self.hand_off)(self) {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Phase::Draining(drain) => {
+                    let io = self.io.as_mut().expect(HANDED_OFF);
+                    ready!(drain.as_mut().poll_drain(io, self.ops, cx));
+                    self.phase = Phase::Closed;
+                    return Poll::Ready(Ok(()));
+                }
+                Phase::Closed => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+pub(super) const HANDED_OFF: &str = "the IO was handed to a detached linger";
+
+/// Moves the IO and the rest of its close onto a task of its own: for a
+/// [`LingerIo`] dropped before its close finished, and for detached
+/// lingers. Does nothing, and says so, outside a tokio runtime.
+pub(super) fn hand_off<T>(this: &mut LingerIo<T>) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return false;
+    };
+    let Some(io) = this.io.take() else {
+        return false;
+    };
+    let mut rest = LingerIo {
+        io: Some(io),
+        handle: this.handle.clone(),
+        read_any: this.read_any,
+        eof: this.eof,
+        phase: std::mem::replace(&mut this.phase, Phase::Closed),
+        // Dropped before it finishes only when the runtime shuts down.
+        hand_off: |_| false,
+        ops: this.ops,
+    };
+    runtime.spawn(async move {
+        let _ = poll_fn(|cx| rest.poll_close(cx)).await;
+    });
+    true
+}
+
+impl<T> Drop for LingerIo<T> {
+    fn drop(&mut self) {
+        if self.io.is_some() && self.close_is_unfinished() {
+            (self.hand_off)(self);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! [`LingerIo`]: an IO whose shutdown half-closes, then drains under bounds.
+//!
+//! - `close`: the close itself, as a state machine (flush, half-close,
+//!   drain), and the hand-off of an unfinished close to a task of its own;
+//! - `drain`: the bounded read-and-discard after the half-close;
+//! - `discard`: how the drain reads and forgets, per IO type;
+//! - `linux`: the Linux TCP specifics (`recv(MSG_TRUNC)`, `SIOCOUTQ`).
+
+mod close;
+mod discard;
+mod drain;
+#[cfg(target_os = "linux")]
+mod linux;
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::config::LingerConfig;
+use crate::connection::{AsConnectionHandle, ConnectionHandle};
+use crate::listener::state::ListenerState;
+
+use close::{hand_off, Phase, HANDED_OFF};
+use discard::{ops_for, Ops};
+pub use discard::{DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
+
+/// Wraps a connection's IO so that closing it is a lingering close.
+///
+/// Reads and writes (vectored ones included) go straight to the inner IO.
+/// [`poll_shutdown`](AsyncWrite::poll_shutdown) flushes, half-closes the
+/// inner IO (for TCP, `shutdown(Write)`: the FIN follows the last response
+/// byte), then, when the connection should linger (see
+/// [`LingerMode`]), reads and discards input until the peer closes, a read
+/// fails, or a bound of the [`LingerConfig`] is reached, and only then
+/// returns `Ready(Ok(()))`. The caller closes the socket by dropping the IO.
+///
+/// If the IO is dropped without a completed shutdown (hyper's error paths:
+/// a service or IO error, a header-read timeout, a cancelled version
+/// sniff), the same half-close and bounded drain run on a task of their
+/// own, so those closes do not reset the connection either.
+///
+/// Lingering needs a tokio runtime with its timer enabled (as `axum::serve`
+/// and `#[tokio::main]` have). On Linux, when `T` is tokio's `TcpStream`,
+/// the drain discards with `recv(MSG_TRUNC)`: the kernel drops the bytes
+/// without copying them. Other IOs are read into one scratch buffer per
+/// thread; no lingering connection holds a buffer of its own.
+///
+/// # Example
+///
+/// ```
+/// use hyper_util::rt::TokioIo;
+/// use linger::{LingerConfig, LingerIo};
+///
+/// # async {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let (stream, _peer) = listener.accept().await?;
+/// let io = TokioIo::new(LingerIo::with_config(stream, LingerConfig::new()));
+/// // hand `io` to hyper's `serve_connection`
+/// # Ok::<_, std::io::Error>(())
+/// # };
+/// ```
+pub struct LingerIo<T> {
+    io: Option<T>,
+    handle: ConnectionHandle,
+    /// A read returned at least one byte from the peer.
+    read_any: bool,
+    /// A read returned end of file.
+    eof: bool,
+    phase: Phase,
+    /// Moves the IO and the rest of its close onto a task of its own, and
+    /// says whether it did; set by the constructors, where `T: Send +
+    /// 'static` is known.
+    hand_off: fn(&mut LingerIo<T>) -> bool,
+    /// How the drain reads and what it can ask the kernel.
+    ops: Ops<T>,
+}
+
+impl<T> LingerIo<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Wraps `io` with the default [`LingerConfig`].
+    pub fn new(io: T) -> Self {
+        Self::with_config(io, LingerConfig::new())
+    }
+
+    /// Wraps `io` with `config`.
+    pub fn with_config(io: T, config: LingerConfig) -> Self {
+        Self::with_listener(io, ListenerState::new(config))
+    }
+
+    pub(crate) fn with_listener(io: T, listener: Arc<ListenerState>) -> Self {
+        Self {
+            io: Some(io),
+            handle: ConnectionHandle::new(listener),
+            read_any: false,
+            eof: false,
+            phase: Phase::Open,
+            hand_off: hand_off::<T>,
+            ops: ops_for::<T>(),
+        }
+    }
+}
+
+impl<T> LingerIo<T> {
+    /// The handle shared with the middleware.
+    pub fn handle(&self) -> &ConnectionHandle {
+        &self.handle
+    }
+
+    /// A reference to the inner IO.
+    ///
+    /// # Panics
+    ///
+    /// If a shutdown handed the IO to a detached linger
+    /// ([`LingerConfig::with_detach`]).
+    pub fn get_ref(&self) -> &T {
+        self.io.as_ref().expect(HANDED_OFF)
+    }
+
+    /// A mutable reference to the inner IO. Reading from it directly hides
+    /// that input from the lingering decision.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_ref`](Self::get_ref).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.io.as_mut().expect(HANDED_OFF)
+    }
+
+    /// A pinned mutable reference to the inner IO.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_ref`](Self::get_ref).
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut T>
+    where
+        T: Unpin,
+    {
+        Pin::new(self.get_mut().get_mut())
+    }
+
+    /// Unwraps the inner IO. It will not linger when it is closed.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_ref`](Self::get_ref).
+    pub fn into_inner(mut self) -> T {
+        self.phase = Phase::Closed;
+        self.io.take().expect(HANDED_OFF)
+    }
+
+    /// The inner IO, or `NotConnected` once it was handed to a detached
+    /// linger.
+    #[inline]
+    fn pinned(&mut self) -> io::Result<Pin<&mut T>>
+    where
+        T: Unpin,
+    {
+        match self.io.as_mut() {
+            Some(io) => Ok(Pin::new(io)),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, HANDED_OFF)),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for LingerIo<T> {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = this.pinned()?.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            if buf.filled().len() > before {
+                this.read_any = true;
+            } else if buf.remaining() > 0 {
+                this.eof = true;
+            }
+        }
+        res
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingerIo<T> {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().pinned()?.poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().pinned()?.poll_write_vectored(cx, bufs)
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(T::is_write_vectored)
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().pinned()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_close(cx)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for LingerIo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.phase {
+            Phase::Open => "open",
+            Phase::Closing(..) => "closing",
+            Phase::Draining(_) => "draining",
+            Phase::Closed => "closed",
+        };
+        f.debug_struct("LingerIo")
+            .field("io", &self.io)
+            .field("phase", &phase)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl<T> AsConnectionHandle for LingerIo<T> {
+    fn connection_handle(&self) -> Option<&ConnectionHandle> {
+        Some(&self.handle)
+    }
+}

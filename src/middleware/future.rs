@@ -1,0 +1,182 @@
+//! Future types of [`Linger`](crate::Linger).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use crate::connection::ConnectionHandle;
+use crate::middleware::body::Tracker;
+use crate::middleware::rescue::{Rescue, Rescuing};
+use crate::middleware::rules::{ensure_close, has_close};
+use crate::middleware::service::Linger;
+
+pin_project! {
+    /// Response future of [`Linger`](crate::Linger).
+    pub struct ResponseFuture<F, B>
+    where
+        F: Future,
+    {
+        #[pin]
+        inner: F,
+        tracked: Option<Tracked<B>>,
+        // Boxed: rare, and large (it holds a response), so the common
+        // future stays small.
+        rescuing: Option<Box<Rescuing<F::Output, B>>>,
+    }
+}
+
+/// What the middleware knows of an HTTP/1 request whose response it may
+/// have to change: its body is tracked, or its connection has a handle.
+pub(crate) struct Tracked<B> {
+    /// The request ends the connection whatever the response (hyper says
+    /// so on the wire): no rescue.
+    pub(crate) request_ends: bool,
+    pub(crate) tracker: Option<Arc<Tracker<B>>>,
+    pub(crate) handle: Option<ConnectionHandle>,
+    pub(crate) rescue: Option<Rescue>,
+}
+
+impl<F: Future, B> ResponseFuture<F, B> {
+    pub(crate) fn new(inner: F, tracked: Option<Tracked<B>>) -> Self {
+        Self {
+            inner,
+            tracked,
+            rescuing: None,
+        }
+    }
+}
+
+impl<F, B, R, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+    B: Body + Unpin,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(rescuing) = this.rescuing.as_mut() {
+            let drained = ready!(rescuing.poll_discard(cx));
+            let response = this.rescuing.take().expect("rescuing").response;
+            let tracked = this.tracked.take().expect("a rescue's request");
+            return Poll::Ready(response.map(|res| tracked.finish(res, !drained)));
+        }
+        let res = ready!(this.inner.poll(cx))?;
+        let Some(tracked) = this.tracked.take() else {
+            return Poll::Ready(Ok(res));
+        };
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Poll::Ready(Ok(res));
+        }
+        let unread = tracked.tracker.as_ref().is_some_and(|t| !t.is_finished());
+        if unread && tracked.may_rescue(&res) {
+            if let Some(body) = tracked.tracker.as_ref().and_then(|t| t.take_leftover()) {
+                let rescue = tracked.rescue.expect("may_rescue checked it");
+                match rescue.start(Ok(res), body) {
+                    Ok(mut rescuing) => {
+                        if let Poll::Ready(drained) = rescuing.poll_discard(cx) {
+                            let response = rescuing.response;
+                            return Poll::Ready(response.map(|res| tracked.finish(res, !drained)));
+                        }
+                        *this.rescuing = Some(Box::new(rescuing));
+                        *this.tracked = Some(tracked);
+                        return Poll::Pending;
+                    }
+                    Err(response) => {
+                        return Poll::Ready(response.map(|res| tracked.finish(res, true)))
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(tracked.finish(res, unread)))
+    }
+}
+
+impl<B> Tracked<B> {
+    /// Whether discarding the unread body could keep the connection: a
+    /// rescue is configured, and nothing else ends the connection anyway.
+    fn may_rescue<R>(&self, res: &Response<R>) -> bool {
+        self.rescue.is_some()
+            && !self.request_ends
+            && !self
+                .handle
+                .as_ref()
+                .is_some_and(|h| h.is_closing() || h.is_shutting_down())
+            && !has_close(res.headers())
+    }
+
+    /// Makes a response that ends its connection say so, and marks the
+    /// handle: when the body was left `unread`, or the connection was
+    /// marked closing.
+    fn finish<R>(&self, mut res: Response<R>, unread: bool) -> Response<R> {
+        let closing = self
+            .handle
+            .as_ref()
+            .is_some_and(ConnectionHandle::is_closing);
+        if unread || closing {
+            ensure_close(res.headers_mut());
+            if let Some(handle) = &self.handle {
+                handle.mark_closing();
+            }
+        }
+        res
+    }
+}
+
+impl<F: Future, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("tracked", &self.tracked.is_some())
+            .field("rescuing", &self.rescuing.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Future of [`Linger`](crate::Linger) used as axum's make-service: the
+    /// inner make-service's answer for one connection, wrapped in the
+    /// middleware with that connection's handle.
+    pub struct MakeServiceFuture<F> {
+        #[pin]
+        inner: F,
+        template: Option<Linger<()>>,
+    }
+}
+
+impl<F> MakeServiceFuture<F> {
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn new(inner: F, template: Linger<()>) -> Self {
+        Self {
+            inner,
+            template: Some(template),
+        }
+    }
+}
+
+impl<F, S, E> Future for MakeServiceFuture<F>
+where
+    F: Future<Output = Result<S, E>>,
+{
+    type Output = Result<Linger<S>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let svc = ready!(this.inner.poll(cx))?;
+        let template = this.template.take().expect("polled after completion");
+        Poll::Ready(Ok(template.around(svc)))
+    }
+}
+
+impl<F> fmt::Debug for MakeServiceFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MakeServiceFuture")
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,22 @@
+//! The [`Linger`] middleware, laid out as tower-http lays out one:
+//!
+//! - `layer`: [`LingerLayer`];
+//! - `service`: [`Linger`], per request and, with axum, per connection
+//!   (as the make-service `axum::serve` takes);
+//! - `future`: its futures;
+//! - `body`: [`LingerBody`], which tells whether the handler read the
+//!   request body to its end;
+//! - `rescue`: discarding a small unread body to keep the connection;
+//! - `rules`: the `Connection` header rules hyper does not apply itself.
+
+pub(crate) mod body;
+pub mod future;
+pub(crate) mod layer;
+mod rescue;
+mod rules;
+pub(crate) mod service;
+
+pub use rescue::{DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! Keep-alive rescue: discard a small unread request body rather than end
+//! the connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::Body;
+use tokio::time::Sleep;
+
+/// Default largest unread request body remainder the middleware discards to
+/// keep a connection reusable: 256 KiB (Go's `net/http` figure).
+pub const DEFAULT_RESCUE_MAX_BYTES: u64 = 256 << 10;
+/// Default time the middleware spends discarding such a remainder before
+/// it gives up and ends the connection: 50 ms.
+pub const DEFAULT_RESCUE_BUDGET: Duration = Duration::from_millis(50);
+
+/// How much unread body the middleware discards, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rescue {
+    pub(crate) max_bytes: u64,
+    pub(crate) budget: Duration,
+}
+
+impl Rescue {
+    pub(crate) const DEFAULT: Self = Self {
+        max_bytes: DEFAULT_RESCUE_MAX_BYTES,
+        budget: DEFAULT_RESCUE_BUDGET,
+    };
+
+    /// Starts discarding `body` while `response` waits, if the body's known
+    /// remainder is within the bound.
+    pub(crate) fn start<O, B: Body>(self, response: O, body: B) -> Result<Rescuing<O, B>, O> {
+        match body.size_hint().upper() {
+            Some(remaining) if remaining <= self.max_bytes => Ok(Rescuing {
+                response,
+                body,
+                budget: Box::pin(tokio::time::sleep(self.budget)),
+            }),
+            _ => Err(response),
+        }
+    }
+}
+
+/// A response held back while a small unread request body is discarded.
+pub(crate) struct Rescuing<O, B> {
+    pub(crate) response: O,
+    body: B,
+    budget: Pin<Box<Sleep>>,
+}
+
+impl<O, B: Body + Unpin> Rescuing<O, B> {
+    /// Discards the body: `Ready(true)` at its end, `Ready(false)` on an
+    /// error or when the budget runs out.
+    pub(crate) fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        loop {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(None) => return Poll::Ready(true),
+                Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => return Poll::Ready(true),
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+                Poll::Pending => {
+                    if self.budget.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(false);
+                }
+            }
+        }
+    }
+}

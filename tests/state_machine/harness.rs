@@ -1,0 +1,111 @@
+//! What every test here shares: the configuration, the counters in one
+//! comparable value, a `LingerIo` over an in-memory duplex pipe with the
+//! peer's end, and bounded waits.
+
+use std::future::Future;
+use std::time::Duration;
+
+use linger::{ConnectionHandle, LingerConfig, LingerIo, LingerMode, LingerStats};
+use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::timeout;
+
+pub(crate) const IDLE: Duration = Duration::from_secs(5);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(12);
+pub(crate) const MS: Duration = Duration::from_millis(1);
+pub(crate) const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// The counters, comparable in one `assert_eq!`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) started: u64,
+    pub(crate) lingering: u64,
+    pub(crate) peer_closed: u64,
+    pub(crate) idle_timeout: u64,
+    pub(crate) deadline: u64,
+    pub(crate) byte_cap: u64,
+    pub(crate) error: u64,
+    pub(crate) shortened: u64,
+    pub(crate) acked: u64,
+    pub(crate) bytes: u64,
+}
+
+impl From<LingerStats> for Counts {
+    fn from(s: LingerStats) -> Self {
+        Counts {
+            started: s.started,
+            lingering: s.lingering,
+            peer_closed: s.peer_closed,
+            idle_timeout: s.idle_timeout,
+            deadline: s.deadline,
+            byte_cap: s.byte_cap,
+            error: s.error,
+            shortened: s.shortened,
+            acked: s.acked,
+            bytes: s.bytes_discarded,
+        }
+    }
+}
+
+pub(crate) fn counts(handle: &ConnectionHandle) -> Counts {
+    handle.stats().into()
+}
+
+pub(crate) fn config(mode: LingerMode) -> LingerConfig {
+    LingerConfig::new()
+        .with_mode(mode)
+        .with_idle_timeout(IDLE)
+        .with_deadline(DEADLINE)
+}
+
+/// Awaits `fut`, failing the test instead of hanging. Only for futures that
+/// are ready at once in the paused-clock tests (a pending one would let the
+/// clock auto-advance).
+pub(crate) async fn within<F: Future>(fut: F) -> F::Output {
+    timeout(Duration::from_secs(5), fut)
+        .await
+        .expect("timed out")
+}
+
+/// A server-side `LingerIo` over a duplex pipe, and the peer's end.
+pub(crate) fn pipe(config: LingerConfig) -> (LingerIo<DuplexStream>, DuplexStream) {
+    let (server, peer) = duplex(64 << 10);
+    (LingerIo::with_config(server, config), peer)
+}
+
+/// As [`pipe`], after the peer sent a request and the server read it.
+pub(crate) async fn served(config: LingerConfig) -> (LingerIo<DuplexStream>, DuplexStream) {
+    let (mut io, mut peer) = pipe(config);
+    within(peer.write_all(REQUEST)).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = within(io.read(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], REQUEST);
+    (io, peer)
+}
+
+/// The peer reads end of file: the server half-closed.
+pub(crate) async fn expect_eof(peer: &mut DuplexStream) {
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        within(peer.read(&mut buf)).await.unwrap(),
+        0,
+        "peer sees EOF"
+    );
+}
+
+/// Polls a condition on the runtime, yielding between polls, a bounded
+/// number of times.
+pub(crate) async fn settle(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if cond() {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    cond()
+}
+
+pub(crate) fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
