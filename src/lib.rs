@@ -50,12 +50,15 @@
 //! `io` (the IO wrapper and its drain), `middleware` (layer, service,
 //! futures, body, header rules), `listener` (the listener and its
 //! per-listener state, shutdown and counters); `connection` (the handle
-//! both halves share) and `config` beside them. No state is process-wide:
+//! both halves share) and `config` beside them; [`doctor`] (Linux), which
+//! tells the causes of resets on a host apart. No state is process-wide:
 //! everything is per connection or per listener, reached through the
 //! handle.
 
 mod config;
 mod connection;
+#[cfg(target_os = "linux")]
+pub mod doctor;
 mod io;
 mod listener;
 mod middleware;
