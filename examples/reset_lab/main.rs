@@ -131,7 +131,11 @@ fn serve(args: &[String]) -> ExitCode {
     let config = (!args.iter().any(|a| a == "--no-linger")).then(LingerConfig::new);
     let rt = runtime();
     rt.block_on(async {
-        let listener = match tokio::net::TcpListener::bind((bind, port)).await {
+        let close = match config {
+            Some(config) => lab::Close::Linger(config, linger::LingerLayer::new()),
+            None => lab::Close::Plain,
+        };
+        let listener = match lab::bind((bind, port), &close).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("cannot bind {bind}:{port}: {e}");

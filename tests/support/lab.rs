@@ -66,6 +66,21 @@ pub(crate) enum Close {
     ListenerOnly(LingerConfig),
 }
 
+/// A loopback-or-given listener fit for `close`: with the crate's backlog
+/// (`LingerListener::bind`, 4096) when the crate serves, tokio's (128) when
+/// axum serves plainly, as each would be deployed.
+pub(crate) async fn bind(
+    addr: impl tokio::net::ToSocketAddrs,
+    close: &Close,
+) -> std::io::Result<TcpListener> {
+    match close {
+        Close::Plain => TcpListener::bind(addr).await,
+        Close::Linger(..) | Close::ListenerOnly(_) => {
+            Ok(LingerListener::bind(addr).await?.into_inner())
+        }
+    }
+}
+
 /// Serves `app` on `listener` until the task is dropped: through
 /// [`LingerListener`] and [`LingerLayer`] with `config`, or plainly.
 pub(crate) async fn serve(listener: TcpListener, app: Router, config: Option<LingerConfig>) {
@@ -130,7 +145,7 @@ impl Lab {
     pub(crate) fn start(app: Router, close: Close) -> Self {
         let rt = runtime();
         let (addr, lingers) = rt.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = bind("127.0.0.1:0", &close).await.expect("bind");
             let addr = listener.local_addr().expect("local address");
             let (tx, rx) = tokio::sync::oneshot::channel();
             tokio::spawn(serve_with(listener, app, close, Some(tx)));
