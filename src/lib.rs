@@ -78,4 +78,6 @@ pub use middleware::body::LingerBody;
 pub use middleware::future;
 pub use middleware::layer::LingerLayer;
 pub use middleware::service::Linger;
-pub use middleware::{DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};
+#[cfg(feature = "axum")]
+pub use middleware::AxumBodies;
+pub use middleware::{InnerBody, LingerBodies, DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};

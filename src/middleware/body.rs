@@ -1,4 +1,5 @@
-//! [`LingerBody`]: a request body that records whether it was read to its end.
+//! [`LingerBody`]: a request body that records whether it was read to its
+//! end; [`InnerBody`]: how the middleware hands it to the inner service.
 
 use std::fmt;
 use std::pin::Pin;
@@ -7,6 +8,61 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
+
+use crate::middleware::rescue::Rescue;
+
+/// How the [`Linger`](crate::Linger) middleware hands a request body of type
+/// `B` to its inner service: the body type the inner service receives, made
+/// from a tracked [`LingerBody`] or from a body the middleware does not
+/// track (an empty one, HTTP/2).
+pub trait InnerBody<B> {
+    /// The request body type the inner service receives.
+    type Body;
+
+    /// The inner service's body for a tracked body.
+    fn tracked(body: LingerBody<B>) -> Self::Body;
+
+    /// The inner service's body for a body the middleware does not track.
+    fn untracked(body: B) -> Self::Body;
+}
+
+/// The default [`InnerBody`]: the inner service receives
+/// `Request<LingerBody<B>>`, whatever `B` is (hyper's `Incoming`, say).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LingerBodies;
+
+impl<B> InnerBody<B> for LingerBodies {
+    type Body = LingerBody<B>;
+
+    fn tracked(body: LingerBody<B>) -> Self::Body {
+        body
+    }
+
+    fn untracked(body: B) -> Self::Body {
+        LingerBody::untracked(body)
+    }
+}
+
+/// The [`InnerBody`] of the middleware around a whole axum app: the inner
+/// service receives axum's own `Body`, untouched when the middleware does
+/// not track it (an empty body: no allocation), boxed around a
+/// [`LingerBody`] when it does (as axum would box it anyway).
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AxumBodies;
+
+#[cfg(feature = "axum")]
+impl InnerBody<axum::body::Body> for AxumBodies {
+    type Body = axum::body::Body;
+
+    fn tracked(body: LingerBody<axum::body::Body>) -> Self::Body {
+        axum::body::Body::new(body)
+    }
+
+    fn untracked(body: axum::body::Body) -> Self::Body {
+        body
+    }
+}
 
 /// The request body the [`Linger`](crate::Linger) middleware hands to its
 /// inner service.
@@ -22,11 +78,17 @@ pub struct LingerBody<B> {
     tracker: Option<Arc<Tracker<B>>>,
 }
 
-/// What the middleware learns of a request body.
+/// What the middleware learns of a request body, and what it needs to
+/// know if the body is left unread.
 pub(crate) struct Tracker<B> {
     finished: AtomicBool,
     /// The body, handed back when the handler drops it unread.
     leftover: Mutex<Option<B>>,
+    /// How much of it may be discarded to keep the connection.
+    pub(crate) rescue: Option<Rescue>,
+    /// The request ends the connection whatever the response (hyper says
+    /// so on the wire): no rescue.
+    pub(crate) request_ends: bool,
 }
 
 impl<B> Tracker<B> {
@@ -43,18 +105,22 @@ impl<B> Tracker<B> {
     }
 }
 
-impl<B: Body> LingerBody<B> {
-    /// Wraps `inner`; returns its tracker if it has any data left to read.
-    pub(crate) fn track(inner: B) -> (Self, Option<Arc<Tracker<B>>>) {
-        let tracker = (!inner.is_end_stream()).then(|| {
-            Arc::new(Tracker {
-                finished: AtomicBool::new(false),
-                leftover: Mutex::new(None),
-            })
+impl<B> LingerBody<B> {
+    /// Wraps `inner`, a body with data left to read, and its tracker.
+    pub(crate) fn track(
+        inner: B,
+        rescue: Option<Rescue>,
+        request_ends: bool,
+    ) -> (Self, Arc<Tracker<B>>) {
+        let tracker = Arc::new(Tracker {
+            finished: AtomicBool::new(false),
+            leftover: Mutex::new(None),
+            rescue,
+            request_ends,
         });
         let body = Self {
             inner: Some(inner),
-            tracker: tracker.clone(),
+            tracker: Some(tracker.clone()),
         };
         (body, tracker)
     }

@@ -14,8 +14,6 @@ use crate::connection::ConnectionHandle;
 use crate::middleware::body::Tracker;
 use crate::middleware::rescue::{Rescue, Rescuing};
 use crate::middleware::rules::{ensure_close, has_close};
-use crate::middleware::service::Linger;
-
 pin_project! {
     /// Response future of [`Linger`](crate::Linger).
     pub struct ResponseFuture<F, B>
@@ -34,12 +32,8 @@ pin_project! {
 /// What the middleware knows of an HTTP/1 request whose response it may
 /// have to change: its body is tracked, or its connection has a handle.
 pub(crate) struct Tracked<B> {
-    /// The request ends the connection whatever the response (hyper says
-    /// so on the wire): no rescue.
-    pub(crate) request_ends: bool,
     pub(crate) tracker: Option<Arc<Tracker<B>>>,
     pub(crate) handle: Option<ConnectionHandle>,
-    pub(crate) rescue: Option<Rescue>,
 }
 
 impl<F: Future, B> ResponseFuture<F, B> {
@@ -75,9 +69,10 @@ where
             return Poll::Ready(Ok(res));
         }
         let unread = tracked.tracker.as_ref().is_some_and(|t| !t.is_finished());
-        if unread && tracked.may_rescue(&res) {
+        // Asked only of an unread body: a response that keeps its
+        // connection costs no header lookup.
+        if let Some(rescue) = unread.then(|| tracked.rescue_for(&res)).flatten() {
             if let Some(body) = tracked.tracker.as_ref().and_then(|t| t.take_leftover()) {
-                let rescue = tracked.rescue.expect("may_rescue checked it");
                 match rescue.start(Ok(res), body) {
                     Ok(mut rescuing) => {
                         if let Poll::Ready(drained) = rescuing.poll_discard(cx) {
@@ -99,16 +94,18 @@ where
 }
 
 impl<B> Tracked<B> {
-    /// Whether discarding the unread body could keep the connection: a
-    /// rescue is configured, and nothing else ends the connection anyway.
-    fn may_rescue<R>(&self, res: &Response<R>) -> bool {
-        self.rescue.is_some()
-            && !self.request_ends
-            && !self
+    /// The rescue to try on an unread body, if discarding it could keep
+    /// the connection: one is configured, and nothing else ends the
+    /// connection anyway.
+    fn rescue_for<R>(&self, res: &Response<R>) -> Option<Rescue> {
+        let tracker = self.tracker.as_ref()?;
+        let ends = tracker.request_ends
+            || self
                 .handle
                 .as_ref()
                 .is_some_and(|h| h.is_closing() || h.is_shutting_down())
-            && !has_close(res.headers())
+            || has_close(res.headers());
+        tracker.rescue.filter(|_| !ends)
     }
 
     /// Makes a response that ends its connection say so, and marks the
@@ -138,45 +135,60 @@ impl<F: Future, B> fmt::Debug for ResponseFuture<F, B> {
     }
 }
 
-pin_project! {
-    /// Future of [`Linger`](crate::Linger) used as axum's make-service: the
-    /// inner make-service's answer for one connection, wrapped in the
-    /// middleware with that connection's handle.
-    pub struct MakeServiceFuture<F> {
-        #[pin]
-        inner: F,
-        template: Option<Linger<()>>,
-    }
-}
+#[cfg(feature = "axum")]
+pub use make_service::MakeServiceFuture;
 
-impl<F> MakeServiceFuture<F> {
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn new(inner: F, template: Linger<()>) -> Self {
-        Self {
-            inner,
-            template: Some(template),
+#[cfg(feature = "axum")]
+mod make_service {
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
+
+    use pin_project_lite::pin_project;
+
+    use crate::middleware::body::AxumBodies;
+    use crate::middleware::service::Linger;
+
+    pin_project! {
+        /// Future of [`Linger`](crate::Linger) used as axum's make-service: the
+        /// inner make-service's answer for one connection, wrapped in the
+        /// middleware with that connection's handle.
+        pub struct MakeServiceFuture<F> {
+            #[pin]
+            inner: F,
+            template: Option<Linger<(), AxumBodies>>,
         }
     }
-}
 
-impl<F, S, E> Future for MakeServiceFuture<F>
-where
-    F: Future<Output = Result<S, E>>,
-{
-    type Output = Result<Linger<S>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let svc = ready!(this.inner.poll(cx))?;
-        let template = this.template.take().expect("polled after completion");
-        Poll::Ready(Ok(template.around(svc)))
+    impl<F> MakeServiceFuture<F> {
+        pub(crate) fn new(inner: F, template: Linger<(), AxumBodies>) -> Self {
+            Self {
+                inner,
+                template: Some(template),
+            }
+        }
     }
-}
 
-impl<F> fmt::Debug for MakeServiceFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MakeServiceFuture")
-            .field("template", &self.template)
-            .finish_non_exhaustive()
+    impl<F, S, E> Future for MakeServiceFuture<F>
+    where
+        F: Future<Output = Result<S, E>>,
+    {
+        type Output = Result<Linger<S, AxumBodies>, E>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.project();
+            let svc = ready!(this.inner.poll(cx))?;
+            let template = this.template.take().expect("polled after completion");
+            Poll::Ready(Ok(template.around(svc)))
+        }
+    }
+
+    impl<F> fmt::Debug for MakeServiceFuture<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("MakeServiceFuture")
+                .field("template", &self.template)
+                .finish_non_exhaustive()
+        }
     }
 }

@@ -10,8 +10,6 @@
 //! two are the middleware's.
 
 use http::header::{HeaderMap, HeaderValue, CONNECTION};
-use http::request::Parts;
-use http::Version;
 
 /// Whether `Connection` lists `close`.
 pub(crate) fn has_close(headers: &HeaderMap) -> bool {
@@ -22,18 +20,6 @@ pub(crate) fn has_close(headers: &HeaderMap) -> bool {
 pub(crate) fn ensure_close(headers: &mut HeaderMap) {
     if !has_close(headers) {
         headers.append(CONNECTION, HeaderValue::from_static("close"));
-    }
-}
-
-/// Whether the request itself ends the connection (`Connection: close`, or
-/// HTTP/1.0 and older without keep-alive), so that discarding its unread
-/// body to keep the connection is pointless. hyper writes the header for
-/// these; the middleware asks only to skip a rescue.
-pub(crate) fn request_ends_connection(parts: &Parts) -> bool {
-    if parts.version <= Version::HTTP_10 {
-        !has_token(&parts.headers, "keep-alive")
-    } else {
-        has_token(&parts.headers, "close")
     }
 }
 
@@ -50,24 +36,17 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn parts(version: Version, connection: Option<&str>) -> Parts {
-        let mut builder = http::Request::builder().version(version);
-        if let Some(value) = connection {
-            builder = builder.header(CONNECTION, value);
-        }
-        builder.body(()).unwrap().into_parts().0
-    }
-
     #[test]
-    fn request_close_rules() {
-        let ends = |v, c| request_ends_connection(&parts(v, c));
-        assert!(!ends(Version::HTTP_11, None));
-        assert!(ends(Version::HTTP_11, Some("close")));
-        assert!(ends(Version::HTTP_11, Some("Upgrade, CLOSE ")));
-        assert!(!ends(Version::HTTP_11, Some("closed")));
-        assert!(ends(Version::HTTP_10, None));
-        assert!(!ends(Version::HTTP_10, Some("Keep-Alive")));
-        assert!(ends(Version::HTTP_09, None));
+    fn close_is_a_token_of_connection() {
+        let headers = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONNECTION, HeaderValue::from_static(v));
+            h
+        };
+        assert!(has_close(&headers("close")));
+        assert!(has_close(&headers("Upgrade, CLOSE ")));
+        assert!(!has_close(&headers("closed")));
+        assert!(!has_close(&HeaderMap::new()));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! connection say so.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,10 +11,9 @@ use http::{Request, Response, Version};
 use tower_service::Service;
 
 use crate::connection::ConnectionHandle;
-use crate::middleware::body::LingerBody;
+use crate::middleware::body::{InnerBody, LingerBodies, LingerBody};
 use crate::middleware::future::{ResponseFuture, Tracked};
 use crate::middleware::rescue::Rescue;
-use crate::middleware::rules::request_ends_connection;
 
 /// Middleware that makes a response that ends its HTTP/1 connection say
 /// `Connection: close`, where hyper would not write it, and tells the
@@ -56,11 +56,20 @@ use crate::middleware::rules::request_ends_connection;
 /// handler's `mark_closing` cannot reach the middleware: it warns once
 /// (per layer) through `tracing`.
 ///
+/// # The inner service's request body
+///
+/// `W` says what request body the inner service receives
+/// ([`InnerBody`](crate::InnerBody)): by default `LingerBody<B>`, for any
+/// `B`; around a whole axum app, axum's own `Body`
+/// ([`AxumBodies`](crate::AxumBodies)), so that a request without a body
+/// costs no allocation.
+///
 /// [`AsConnectionHandle`]: crate::AsConnectionHandle
-pub struct Linger<S> {
+pub struct Linger<S, W = LingerBodies> {
     inner: S,
     conn: Conn,
     rescue: Option<Rescue>,
+    bodies: PhantomData<fn() -> W>,
 }
 
 /// What the middleware knows of its connection.
@@ -77,7 +86,9 @@ impl<S> Linger<S> {
     pub fn new(inner: S) -> Self {
         Self::with_parts(inner, None, Some(Rescue::DEFAULT), &Arc::default())
     }
+}
 
+impl<S, W> Linger<S, W> {
     pub(crate) fn with_parts(
         inner: S,
         handle: Option<ConnectionHandle>,
@@ -92,6 +103,7 @@ impl<S> Linger<S> {
             inner,
             conn,
             rescue,
+            bodies: PhantomData,
         }
     }
 
@@ -121,7 +133,7 @@ impl<S> Linger<S> {
     /// This middleware's settings for the connection of `handle`, if there
     /// is one, to wrap that connection's service in.
     #[cfg(feature = "axum")]
-    fn for_connection(&self, handle: Option<&ConnectionHandle>) -> Linger<()> {
+    fn for_connection<V>(&self, handle: Option<&ConnectionHandle>) -> Linger<(), V> {
         Linger {
             inner: (),
             conn: match handle {
@@ -129,32 +141,36 @@ impl<S> Linger<S> {
                 None => self.conn.clone(),
             },
             rescue: self.rescue,
+            bodies: PhantomData,
         }
     }
 }
 
-impl Linger<()> {
+#[cfg(feature = "axum")]
+impl<W> Linger<(), W> {
     /// These settings around `inner`.
-    pub(crate) fn around<T>(self, inner: T) -> Linger<T> {
+    pub(crate) fn around<T>(self, inner: T) -> Linger<T, W> {
         Linger {
             inner,
             conn: self.conn,
             rescue: self.rescue,
+            bodies: PhantomData,
         }
     }
 }
 
-impl<S: Clone> Clone for Linger<S> {
+impl<S: Clone, W> Clone for Linger<S, W> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             conn: self.conn.clone(),
             rescue: self.rescue,
+            bodies: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Linger<S> {
+impl<S: fmt::Debug, W> fmt::Debug for Linger<S, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Linger")
             .field("inner", &self.inner)
@@ -164,9 +180,10 @@ impl<S: fmt::Debug> fmt::Debug for Linger<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Linger<S>
+impl<S, W, ReqBody, ResBody> Service<Request<ReqBody>> for Linger<S, W>
 where
-    S: Service<Request<LingerBody<ReqBody>>, Response = Response<ResBody>>,
+    W: InnerBody<ReqBody>,
+    S: Service<Request<W::Body>, Response = Response<ResBody>>,
     ReqBody: http_body::Body + Unpin,
 {
     type Response = Response<ResBody>;
@@ -180,23 +197,26 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if req.version() >= Version::HTTP_2 {
-            return ResponseFuture::new(self.inner.call(req.map(LingerBody::untracked)), None);
+            return ResponseFuture::new(self.inner.call(req.map(W::untracked)), None);
         }
         let handle = match &self.conn {
             Conn::Known(handle) => Some(handle.clone()),
             Conn::Unknown(warned) => find_handle(req.extensions(), warned),
         };
         let (parts, body) = req.into_parts();
-        let (body, tracker) = LingerBody::track(body);
+        let (body, tracker) = if body.is_end_stream() {
+            (W::untracked(body), None)
+        } else {
+            // HTTP/1.0 only: a header lookup on every request with a body
+            // would cost more than the rare rescue it saves (a 1.1 request
+            // that says `Connection: close` and whose body goes unread).
+            let ends = parts.version <= Version::HTTP_10;
+            let (body, tracker) = LingerBody::track(body, self.rescue, ends);
+            (W::tracked(body), Some(tracker))
+        };
         let tracked = match (tracker, handle) {
             (None, None) => None,
-            (tracker, handle) => Some(Tracked {
-                // Asked only when a rescue may follow.
-                request_ends: tracker.is_some() && request_ends_connection(&parts),
-                tracker,
-                handle,
-                rescue: self.rescue,
-            }),
+            (tracker, handle) => Some(Tracked { tracker, handle }),
         };
         let inner = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(inner, tracked)
@@ -204,13 +224,13 @@ where
 }
 
 #[cfg(feature = "axum")]
-impl<'a, M, L> Service<axum::serve::IncomingStream<'a, L>> for Linger<M>
+impl<'a, M, W, L> Service<axum::serve::IncomingStream<'a, L>> for Linger<M, W>
 where
     M: Service<axum::serve::IncomingStream<'a, L>>,
     L: axum::serve::Listener,
     L::Io: crate::AsConnectionHandle,
 {
-    type Response = Linger<M::Response>;
+    type Response = Linger<M::Response, crate::AxumBodies>;
     type Error = M::Error;
     type Future = crate::middleware::future::MakeServiceFuture<M::Future>;
 
