@@ -71,6 +71,8 @@ pub use connection::{AsConnectionHandle, ConnectionHandle};
 pub use io::{LingerIo, DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
 pub use listener::shutdown::LingerShutdown;
 pub use listener::stats::{LingerOutcome, LingerStats};
+#[cfg(feature = "axum-server")]
+pub use listener::LingerAcceptor;
 #[cfg(feature = "axum")]
 pub use listener::LingerConnectInfo;
 pub use listener::{LingerListener, DEFAULT_BACKLOG};

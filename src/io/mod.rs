@@ -34,7 +34,7 @@ pub use discard::{DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
 /// [`poll_shutdown`](AsyncWrite::poll_shutdown) flushes, half-closes the
 /// inner IO (for TCP, `shutdown(Write)`: the FIN follows the last response
 /// byte), then, when the connection should linger (see
-/// [`LingerMode`]), reads and discards input until the peer closes, a read
+/// [`LingerMode`](crate::LingerMode)), reads and discards input until the peer closes, a read
 /// fails, or a bound of the [`LingerConfig`] is reached, and only then
 /// returns `Ready(Ok(()))`. The caller closes the socket by dropping the IO.
 ///

@@ -5,8 +5,11 @@
 //! - `stats`: how lingers ended ([`LingerStats`]);
 //! - `shutdown`: [`LingerShutdown`];
 //! - `bind`: a TCP listener with a backlog fit for servers;
-//! - `connect_info`: axum's connect-info for the listener.
+//! - `connect_info`: axum's connect-info for the listener;
+//! - `acceptor`: the same for axum-server, as an acceptor.
 
+#[cfg(feature = "axum-server")]
+mod acceptor;
 mod bind;
 #[cfg(feature = "axum")]
 mod connect_info;
@@ -26,6 +29,8 @@ use shutdown::LingerShutdown;
 use state::ListenerState;
 use stats::LingerStats;
 
+#[cfg(feature = "axum-server")]
+pub use acceptor::LingerAcceptor;
 pub use bind::DEFAULT_BACKLOG;
 #[cfg(feature = "axum")]
 pub use connect_info::LingerConnectInfo;

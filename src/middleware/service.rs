@@ -88,6 +88,15 @@ impl<S> Linger<S> {
     }
 }
 
+impl<S> Linger<S> {
+    /// The middleware with the default settings, for the connection of
+    /// `handle`.
+    #[cfg(feature = "axum-server")]
+    pub(crate) fn for_handle(inner: S, handle: ConnectionHandle) -> Self {
+        Self::with_parts(inner, Some(handle), Some(Rescue::DEFAULT), &Arc::default())
+    }
+}
+
 impl<S, W> Linger<S, W> {
     pub(crate) fn with_parts(
         inner: S,

@@ -17,4 +17,5 @@ pub(crate) mod runtime;
 pub(crate) mod scenarios;
 pub(crate) mod stats;
 pub(crate) mod tls;
+pub(crate) mod tls_trials;
 pub(crate) mod wait;
