@@ -13,6 +13,7 @@ pub(crate) mod client;
 pub(crate) mod lab;
 pub(crate) mod leaks;
 pub(crate) mod probe;
+pub(crate) mod proxy;
 pub(crate) mod runtime;
 pub(crate) mod scenarios;
 pub(crate) mod stats;
