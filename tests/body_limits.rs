@@ -25,6 +25,9 @@ const LIMIT: usize = 64 << 10;
 const UPLOAD: usize = 16 << 20;
 const TRIALS: usize = 3;
 
+/// Builds an app behind one of the body limits.
+type AppFn = fn() -> Router;
+
 fn axum_limit() -> Router {
     Router::new()
         .route(
@@ -132,7 +135,7 @@ impl Upload {
 
 #[test]
 fn every_413_of_a_body_limit_arrives_whole() {
-    let limits: [(&str, fn() -> Router); 2] = [
+    let limits: [(&str, AppFn); 2] = [
         ("DefaultBodyLimit", axum_limit),
         ("RequestBodyLimitLayer", tower_http_limit),
     ];
