@@ -3,8 +3,10 @@
 //! prevents (`LingerStats::resets_prevented` beside the kernel's
 //! `TcpExtTCPAbortOnClose`), and the doctor's diagnosis of both.
 //!
-//! The counters are per network namespace, so the tests of this binary run
-//! one at a time (a lock), and nothing else here opens sockets meanwhile.
+//! The counters are per network namespace: each test moves its thread
+//! (and the runtimes it starts) into a namespace of its own, so that no
+//! other traffic on the host is counted (root, as in CI; elsewhere they run
+//! in the shared namespace, one at a time, and say so).
 
 #![cfg(target_os = "linux")]
 
@@ -109,6 +111,7 @@ async fn burst(listener: tokio::net::TcpListener) -> Burst {
 #[test]
 fn a_burst_overflows_tokios_backlog_and_not_the_crates() {
     let _lock = counters_lock();
+    support::netns::isolate();
     let settings = KernelSettings::read().unwrap();
     assert!(
         settings.somaxconn as usize > BURST,
@@ -197,6 +200,7 @@ impl Prevented {
 #[test]
 fn the_linger_counts_the_resets_it_prevents_and_the_kernel_sends_none() {
     let _lock = counters_lock();
+    support::netns::isolate();
     // The crate first, so that no reset of the plain server's, sent late,
     // is counted against it.
     let cured = Lab::lingering(LingerConfig::new());
@@ -248,6 +252,7 @@ fn the_linger_counts_the_resets_it_prevents_and_the_kernel_sends_none() {
 #[test]
 fn the_doctor_tells_an_overflowing_queue_from_closes_with_unread_input() {
     let _lock = counters_lock();
+    support::netns::isolate();
     let rt = support::runtime::runtime();
 
     // An accept queue overflowed on purpose: a listener that accepts

@@ -28,11 +28,15 @@ pub struct TcpCounters {
 }
 
 impl TcpCounters {
-    /// Reads the counters now.
+    /// Reads the counters now, of the network namespace of the calling
+    /// thread (`/proc/thread-self/net`, or `/proc/net` on kernels older
+    /// than 3.17).
     pub fn read() -> io::Result<Self> {
         let mut values = BTreeMap::new();
-        for path in ["/proc/net/netstat", "/proc/net/snmp"] {
-            parse_counters(&fs::read_to_string(path)?, &mut values);
+        for file in ["netstat", "snmp"] {
+            let text = fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+                .or_else(|_| fs::read_to_string(format!("/proc/net/{file}")))?;
+            parse_counters(&text, &mut values);
         }
         Ok(Self { values })
     }
