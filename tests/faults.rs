@@ -31,7 +31,9 @@ use tower::Layer;
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Longer than any test here waits: only the fault may end a linger.
@@ -65,7 +67,9 @@ async fn stats_until(lingers: &LingerShutdown, done: impl Fn(&LingerStats) -> bo
 fn a_client_that_resets_mid_linger_ends_it_at_once() {
     let _serial = serial();
     support::runtime::run(BOUND * 2, async {
-        let config = LingerConfig::new().with_idle_timeout(IDLE).with_deadline(IDLE);
+        let config = LingerConfig::new()
+            .with_idle_timeout(IDLE)
+            .with_deadline(IDLE);
         let (server, lingers) = start(config, lab::app()).await;
         let mut client = TcpStream::connect(server.addr).await.unwrap();
         client
@@ -80,11 +84,20 @@ fn a_client_that_resets_mid_linger_ends_it_at_once() {
 
         // The reset: SO_LINGER 0, then close.
         let started = Instant::now();
-        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
         drop(client);
         let stats = stats_until(&lingers, |s| s.lingering == 0).await;
-        eprintln!("the reset ended the linger {:?} after it: {stats:?}", started.elapsed());
-        assert_eq!((stats.error, stats.peer_closed, stats.idle_timeout), (1, 0, 0), "{stats:?}");
+        eprintln!(
+            "the reset ended the linger {:?} after it: {stats:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (stats.error, stats.peer_closed, stats.idle_timeout),
+            (1, 0, 0),
+            "{stats:?}"
+        );
         server.expect_client_gone().await;
         server.stop().await;
     });
@@ -99,7 +112,9 @@ fn a_client_that_resets_mid_linger_ends_it_at_once() {
 fn a_client_that_half_closes_and_keeps_reading_gets_its_response() {
     let _serial = serial();
     support::runtime::run(BOUND * 2, async {
-        let config = LingerConfig::new().with_idle_timeout(IDLE).with_deadline(IDLE);
+        let config = LingerConfig::new()
+            .with_idle_timeout(IDLE)
+            .with_deadline(IDLE);
         let listener = LingerListener::with_config(
             tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
             config,
@@ -109,9 +124,8 @@ fn a_client_that_half_closes_and_keeps_reading_gets_its_response() {
         tokio::spawn(async move {
             let (io, _) = listener.accept().await.unwrap();
             let svc = LingerLayer::with_handle(io.handle().clone()).layer(lab::app());
-            let mut http = hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            );
+            let mut http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             http.http1().half_close(true);
             let _ = http
                 .serve_connection(
@@ -162,7 +176,9 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
         };
         let listener = LingerListener::bind_with(
             "127.0.0.1:0",
-            LingerConfig::new().with_idle_timeout(IDLE).with_short_deadline(SHORT),
+            LingerConfig::new()
+                .with_idle_timeout(IDLE)
+                .with_short_deadline(SHORT),
             linger::DEFAULT_BACKLOG,
         )
         .await
@@ -182,7 +198,9 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
         let mut idle = Vec::new();
         for _ in 0..LINGERING {
             let mut c = TcpStream::connect(addr).await.unwrap();
-            c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n").await.unwrap();
+            c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
+                .await
+                .unwrap();
             read_response_async(&mut c).await.unwrap();
             idle.push(c);
         }
@@ -191,7 +209,8 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
             .map(|_| {
                 tokio::spawn(async move {
                     let mut c = TcpStream::connect(addr).await?;
-                    c.write_all(b"GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n").await?;
+                    c.write_all(b"GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n")
+                        .await?;
                     let response = read_response_async(&mut c).await?;
                     let mut rest = Vec::new();
                     c.read_to_end(&mut rest).await?;
@@ -226,7 +245,9 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
             .expect("axum's graceful shutdown finished")
             .unwrap()
             .unwrap();
-        tokio::time::timeout(BOUND, lingers.wait()).await.expect("every linger ended");
+        tokio::time::timeout(BOUND, lingers.wait())
+            .await
+            .expect("every linger ended");
         let took = began.elapsed();
         let stats = lingers.stats();
         eprintln!(
