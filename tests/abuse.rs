@@ -10,7 +10,7 @@
 //! connection in `bounds.rs`.)
 //!
 //! Its own test binary, so that counting the process's file descriptors is
-//! not disturbed by other tests. It needs about 4,100 descriptors (both ends
+//! not disturbed by other tests; its two tests run one at a time. It needs about 4,100 descriptors (both ends
 //! of every connection live in this process); if the soft limit is lower it
 //! raises it with `prlimit` (up to the hard limit).
 
@@ -27,6 +27,8 @@ use support::leaks::open_fds;
 use support::wait::wait_until;
 
 const CLIENTS: usize = 2_000;
+/// The large round: what the issue of 10,000 lingers at once asks.
+const MANY: usize = 10_000;
 /// Far longer than connecting 2,000 clients takes, even on a loaded machine.
 const IDLE: Duration = Duration::from_secs(30);
 /// What the shutdown cuts every linger to.
@@ -34,6 +36,15 @@ const SHORT: Duration = Duration::from_millis(500);
 /// Slack on the short deadline for the release: timer granularity and the
 /// time to close 2,000 sockets on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(10);
+
+/// One test at a time: they count the process's descriptors and memory.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -44,7 +55,8 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
-/// The soft limit on open files, raised towards `want` if it is lower.
+/// The soft limit on open files, raised towards `want` (up to the hard
+/// limit) with `prlimit` if it is lower.
 fn ensure_fd_limit(want: u64) -> u64 {
     let soft = || -> u64 {
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
@@ -92,7 +104,7 @@ struct Round {
 
 /// Serves the lab app with `config`, has `CLIENTS` clients take a close
 /// response and never close, and checks the shutdown releases them all.
-fn hold(config: LingerConfig, label: &str) -> Round {
+fn hold(config: LingerConfig, label: &str, count: usize) -> Round {
     let lab = Lab::lingering(config);
     let addr = lab.addr;
     // Warm up the runtime and allocator with one request, then measure.
@@ -105,8 +117,8 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     trim_allocator();
     let (fds_before, rss_before) = (open_fds(), rss_kib());
 
-    let mut clients: Vec<TcpStream> = Vec::with_capacity(CLIENTS);
-    for _ in 0..CLIENTS {
+    let mut clients: Vec<TcpStream> = Vec::with_capacity(count);
+    for _ in 0..count {
         let mut c = connect(addr, None).unwrap();
         // The extra bytes make the server linger; then the client goes quiet.
         c.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nxyz")
@@ -119,11 +131,11 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     // A client sees the FIN a moment before the server counts its linger.
     let held = lab
         .wait_for(SLACK, Duration::from_millis(1), |s| {
-            s.lingering >= CLIENTS as u64
+            s.lingering >= count as u64
         })
         .unwrap_or_else(|s| s);
     let (fds_during, rss_during) = (open_fds(), rss_kib());
-    assert_eq!(held.lingering, CLIENTS as u64, "{label}: {held:?}");
+    assert_eq!(held.lingering, count as u64, "{label}: {held:?}");
 
     // A fresh client is served while the 2,000 linger.
     let mut fresh = connect(addr, None).unwrap();
@@ -149,7 +161,7 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     let bound = (SHORT + SLACK).saturating_sub(begun.elapsed());
     wait_until(bound, Duration::from_millis(10), || {
         fds_server_gone = open_fds();
-        fds_server_gone <= fds_before + CLIENTS
+        fds_server_gone <= fds_before + count
     });
     let stats = lab.stats();
     drop(clients);
@@ -160,24 +172,24 @@ fn hold(config: LingerConfig, label: &str) -> Round {
     let rss_trimmed = rss_kib();
 
     eprintln!(
-        "{label}: {CLIENTS} clients that never close, idle timeout {IDLE:?}:\n  \
+        "{label}: {count} clients that never close, idle timeout {IDLE:?}:\n  \
          fds: before {fds_before}, holding {fds_during}, after the idle timeout (clients still open) \
          {fds_server_gone}, after the clients closed {fds_after}\n  \
          RSS KiB: before {rss_before}, holding {rss_during} (+{} KiB: {} B per connection, \
          both ends in this process), after {rss_after}, after malloc_trim {rss_trimmed}\n  \
          all released {released:?} after the shutdown began\n  {stats:?}",
         rss_during.saturating_sub(rss_before),
-        rss_during.saturating_sub(rss_before) * 1024 / CLIENTS as u64,
+        rss_during.saturating_sub(rss_before) * 1024 / count as u64,
     );
-    assert_eq!(stats.shortened, CLIENTS as u64, "{label}: {stats:?}");
+    assert_eq!(stats.shortened, count as u64, "{label}: {stats:?}");
     // The clients, the warm-up and the fresh client all lingered.
-    assert_eq!(stats.started, CLIENTS as u64 + 2, "{label}: {stats:?}");
+    assert_eq!(stats.started, count as u64 + 2, "{label}: {stats:?}");
     assert!(
-        fds_during >= fds_before + 2 * CLIENTS,
+        fds_during >= fds_before + 2 * count,
         "{label}: the server did not hold the sockets"
     );
     assert!(
-        fds_server_gone <= fds_before + CLIENTS,
+        fds_server_gone <= fds_before + count,
         "{label}: server sockets leaked: {fds_server_gone}"
     );
     assert!(
@@ -200,6 +212,7 @@ fn hold(config: LingerConfig, label: &str) -> Round {
 
 #[test]
 fn two_thousand_clients_that_never_close() {
+    let _serial = serial();
     let limit = ensure_fd_limit(2 * CLIENTS as u64 + 512);
     assert!(
         limit >= 2 * CLIENTS as u64 + 256,
@@ -212,12 +225,12 @@ fn two_thousand_clients_that_never_close() {
         .with_max_lingering(2 * CLIENTS);
 
     // Detached lingers hold the socket and a few hundred bytes.
-    let detached = hold(config.with_detach(true), "detached");
+    let detached = hold(config.with_detach(true), "detached", CLIENTS);
     // In place (the default), hyper's connection buffers stay allocated
     // while the linger runs. Without a trim the allocator keeps what was
     // freed, and a second hold reuses it rather than growing.
-    let first = hold(config, "in place");
-    let second = hold(config, "in place, again");
+    let first = hold(config, "in place", CLIENTS);
+    let second = hold(config, "in place, again", CLIENTS);
     assert!(
         second.rss_during <= first.rss_during + first.rss_during / 10,
         "memory grew from one hold to the next: {first:?} then {second:?}"
@@ -227,4 +240,111 @@ fn two_thousand_clients_that_never_close() {
         "{detached:?} {first:?}"
     );
     let _ = (detached.rss_before, detached.rss_after, second.rss_trimmed);
+}
+
+/// 10,000 lingering connections at once: the clients, which never close,
+/// are a Python process of their own (tests/clients/hold.py), so that each
+/// process needs some 10,000 descriptors, under the usual hard limit. All
+/// are released by the shutdown's short deadline, the server's descriptors
+/// go, and its memory comes back near its baseline.
+fn hold_many(config: LingerConfig, label: &str) -> Round {
+    let lab = Lab::lingering(config);
+    trim_allocator();
+    let (fds_before, rss_before) = (open_fds(), rss_kib());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/hold.py");
+    let mut python = std::process::Command::new("python3")
+        .arg(script)
+        .arg(lab.addr.ip().to_string())
+        .arg(lab.addr.port().to_string())
+        .arg(MANY.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (CI installs it)");
+    let stdout = python.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let line = std::io::BufReader::new(stdout).lines().next();
+        let _ = tx.send(line);
+    });
+    let held = rx.recv_timeout(Duration::from_secs(300));
+    assert!(
+        matches!(&held, Ok(Some(Ok(line))) if *line == format!("held {MANY}")),
+        "{label}: the clients did not all get their response: {held:?}"
+    );
+    let lingering = lab
+        .wait_for(SLACK, Duration::from_millis(5), |s| {
+            s.lingering >= MANY as u64
+        })
+        .unwrap_or_else(|s| panic!("{label}: not all lingering: {s:?}"));
+    let (fds_during, rss_during) = (open_fds(), rss_kib());
+    let shutdown = lab.lingers.clone().expect("a lingering lab");
+    let begun = Instant::now();
+    shutdown.begin();
+    lab.wait_for(SHORT + SLACK, Duration::from_millis(10), |s| {
+        s.lingering == 0
+    })
+    .unwrap_or_else(|s| panic!("{label}: still lingering: {s:?}"));
+    let released = begun.elapsed();
+    // The clients may go now (and take our end of their stdin pipe).
+    drop(python.stdin.take());
+    let _ = python.wait();
+    let mut fds_after = open_fds();
+    wait_until(SLACK, Duration::from_millis(10), || {
+        fds_after = open_fds();
+        fds_after <= fds_before
+    });
+    let stats = lab.stats();
+    drop(lab);
+    trim_allocator();
+    let rss_trimmed = rss_kib();
+    let grown = rss_during.saturating_sub(rss_before);
+    eprintln!(
+        "{label}: {MANY} lingering at once ({lingering:?})\n  fds: before {fds_before}, \
+         holding {fds_during}, after {fds_after}\n  server RSS KiB: before {rss_before}, holding \
+         {rss_during} (+{grown} KiB: {} B per lingering connection), after malloc_trim \
+         {rss_trimmed}\n  all released {released:?} after the shutdown began\n  {stats:?}",
+        grown * 1024 / MANY as u64
+    );
+    assert!(
+        fds_during >= fds_before + MANY,
+        "{label}: the server did not hold them"
+    );
+    assert!(
+        fds_after <= fds_before,
+        "{label}: descriptors leaked: {fds_after}"
+    );
+    assert_eq!(stats.shortened, MANY as u64, "{label}: {stats:?}");
+    assert!(
+        rss_trimmed <= rss_before + grown / 10 + 2048,
+        "{label}: memory did not come back: {rss_before} -> {rss_during} -> {rss_trimmed} KiB"
+    );
+    Round {
+        rss_before,
+        rss_during,
+        rss_after: rss_trimmed,
+        rss_trimmed,
+    }
+}
+
+#[test]
+fn ten_thousand_lingers_at_once() {
+    let _serial = serial();
+    let limit = ensure_fd_limit(MANY as u64 + 512);
+    assert!(
+        limit >= MANY as u64 + 256,
+        "open-file limit {limit} too low"
+    );
+    let config = LingerConfig::new()
+        .with_idle_timeout(IDLE)
+        .with_deadline(Duration::from_secs(60))
+        .with_short_deadline(SHORT)
+        .with_max_lingering(2 * MANY);
+    let detached = hold_many(config.with_detach(true), "10,000 detached");
+    let in_place = hold_many(config, "10,000 in place");
+    assert!(
+        detached.rss_during < in_place.rss_during,
+        "{detached:?} {in_place:?}"
+    );
 }

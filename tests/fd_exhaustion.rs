@@ -106,7 +106,10 @@ fn accept_fails_with_emfile_while_lingers_hold_descriptors_and_the_server_recove
         })
         .unwrap_or_else(|s| panic!("lingers did not end: {s:?}"));
     eprintln!("{CLIENTS} clients, {HEADROOM} descriptors of headroom: all answered in {took:?}; {stats:?}");
-    assert!(stats.idle_timeout >= 1, "no linger held a descriptor to its end: {stats:?}");
+    assert!(
+        stats.idle_timeout >= 1,
+        "no linger held a descriptor to its end: {stats:?}"
+    );
     let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(
         log.contains("Too many open files"),

@@ -1,0 +1,27 @@
+"""Opens N connections to HOST:PORT, on each sends a request whose response
+closes the connection (plus three bytes more, so the server lingers), reads
+the response to the server's FIN, and keeps every socket open without
+closing: clients that never close. Prints "held N", then waits until its
+standard input is closed. Used by tests/abuse.rs.
+
+    python3 hold.py HOST PORT N
+"""
+import socket
+import sys
+
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = []
+for _ in range(n):
+    s = socket.create_connection((host, port), timeout=30)
+    s.sendall(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nxyz")
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    if not got.endswith(b"b" * 16):
+        sys.exit(f"bad response: {got[:200]!r}")
+    held.append(s)
+print("held", len(held), flush=True)
+sys.stdin.read()
