@@ -21,6 +21,8 @@ use support::scenarios::{scenario, scenarios};
 /// Trials per scenario and server: every lingered trial must be whole; a
 /// plain server must lose at least one (most lose all: see the reset lab).
 const TRIALS: usize = 6;
+/// The most trials a plain server gets to lose one.
+const PLAIN_TRIALS: usize = 40;
 
 fn trials(lab: &Lab, key: &str) -> Vec<Outcome> {
     let scenario = scenario(key);
@@ -35,10 +37,23 @@ fn cured(key: &str) {
         with.iter().all(Outcome::is_whole),
         "{key} with linger: {with:?}"
     );
-    let without = trials(&Lab::plain(), key);
+    // Plainly a loss is a race some scenarios lose only most of the time
+    // (on a loaded machine, the 256 KiB error body now and then arrives):
+    // try until one is lost, at most PLAIN_TRIALS times.
+    let plain = Lab::plain();
+    let scenario = scenario(key);
+    let without: Vec<Outcome> = (0..PLAIN_TRIALS)
+        .map(|_| scenario.run(plain.addr))
+        .scan(false, |lost, outcome| {
+            let first_after_loss = *lost;
+            *lost |= !outcome.is_whole();
+            (!first_after_loss).then_some(outcome)
+        })
+        .collect();
     assert!(
         without.iter().any(|o| !o.is_whole()),
-        "{key} without linger never failed, so this test proves nothing here: {without:?}"
+        "{key} without linger never failed in {PLAIN_TRIALS} trials, so this test proves \
+         nothing here: {without:?}"
     );
 }
 

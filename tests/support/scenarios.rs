@@ -51,12 +51,12 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario {
             key: "reject-upload-interleaved",
             about: "POST 16 MiB to /reject/2048 while reading (curl)",
-            run: |addr| reject_upload_interleaved(addr, 2048),
+            run: |addr| reject_upload_interleaved(addr, 2048, None),
         },
         Scenario {
             key: "reject-upload-256k-body",
-            about: "POST 16 MiB to /reject/262144 while reading: a 256 KiB error body",
-            run: |addr| reject_upload_interleaved(addr, 256 << 10),
+            about: "POST 16 MiB to /reject/262144 while reading: a 256 KiB error body; 16 KiB receive buffer",
+            run: |addr| reject_upload_interleaved(addr, 256 << 10, Some(16 << 10)),
         },
         Scenario {
             key: "pipelined-after-1mib-close",
@@ -128,9 +128,9 @@ fn reject_upload_write_first(addr: SocketAddr) -> Outcome {
     exchange(addr, None, &[&upload], Duration::ZERO, Duration::ZERO, 413)
 }
 
-fn reject_upload_interleaved(addr: SocketAddr, body: usize) -> Outcome {
+fn reject_upload_interleaved(addr: SocketAddr, body: usize, rcvbuf: Option<usize>) -> Outcome {
     let started = Instant::now();
-    let Ok(mut stream) = client::connect(addr, None) else {
+    let Ok(mut stream) = client::connect(addr, rcvbuf) else {
         return Outcome::Wrong("connect failed".into());
     };
     let Ok(mut writer) = stream.try_clone() else {
