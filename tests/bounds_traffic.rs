@@ -31,13 +31,15 @@ const TRICKLE: Duration = Duration::from_millis(100);
 /// The flooding client stops after this many bytes even if no write fails.
 const FLOOD_LIMIT: u64 = 64 * MAX_BYTES;
 
-/// A client that sends a byte well inside every idle timeout: only the
-/// deadline ends the linger.
+/// A client that sends a byte every 100 ms, well inside an idle timeout of
+/// 5 s (50 times as long, so that a loaded machine's late trickle cannot
+/// reach it): only the deadline ends the linger.
 #[test]
 fn deadline_ends_a_trickling_linger() {
     let _serial = serial();
     runtime::run(SCENARIO_TIMEOUT, async {
-        let (server, linger) = start_with_stats().await;
+        let config = support::bounds::config().with_idle_timeout(Duration::from_secs(5));
+        let (server, linger) = support::bounds::start_with_config(config).await;
         let mut client = request_and_read_response(server.addr).await;
 
         let limit = DEADLINE + SLACK + Duration::from_secs(2);

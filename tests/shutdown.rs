@@ -1,14 +1,16 @@
 //! Graceful shutdown with lingering connections, over loopback.
 //!
-//! A test binary of its own: beginning a shutdown is seen by every
-//! middleware of the process that has no handle (the minimal axum form), so
-//! it must not share a process with tests that expect keep-alive.
+//! Every step waits on a condition, not a clock: a handler in flight is
+//! counted in, and answers only once axum has told the connections of the
+//! shutdown (an idle keep-alive connection has been closed).
 
 mod support;
 
 use std::future::IntoFuture;
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::Layer;
 
@@ -19,12 +21,12 @@ use support::client::{connect, read_response, read_to_close, Head};
 use support::lab;
 use support::runtime::runtime;
 use support::scenarios::big_get;
-use tokio::sync::oneshot;
+use support::wait::wait_until;
+use tokio::sync::{oneshot, Notify};
 
 const SHORT: Duration = Duration::from_millis(500);
 
-/// One test at a time: a shutdown begun by one would close the other's
-/// keep-alive connections (see the module docs).
+/// One test at a time: each loads the machine with its own server.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -33,15 +35,21 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn app() -> Router {
+/// The lab app and `/slow`, which counts itself in and answers 256 KiB once
+/// released.
+fn app(entered: Arc<AtomicUsize>, release: Arc<Notify>) -> Router {
     lab::app().route(
         "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        get(move || async move {
+            let released = release.notified();
+            entered.fetch_add(1, Ordering::SeqCst);
+            released.await;
             vec![b's'; 256 << 10]
         }),
     )
 }
+
+const BOUND: Duration = Duration::from_secs(20);
 
 struct Server {
     rt: tokio::runtime::Runtime,
@@ -49,12 +57,16 @@ struct Server {
     stop: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     shutdown: Option<LingerShutdown>,
+    entered: Arc<AtomicUsize>,
+    release: Arc<Notify>,
 }
 
 impl Server {
     fn start(linger: bool) -> Self {
         let rt = runtime();
         let (stop, stop_rx) = oneshot::channel::<()>();
+        let (entered, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+        let app = || app(entered.clone(), release.clone());
         let signal = async {
             let _ = stop_rx.await;
         };
@@ -86,11 +98,24 @@ impl Server {
             stop: Some(stop),
             served: Some(served),
             shutdown,
+            entered,
+            release,
         }
     }
 
-    fn stop(&mut self) {
+    /// Waits until `/slow` is in flight, begins the shutdown, waits until
+    /// axum has told the connections (the idle keep-alive connection
+    /// `idle` is closed), and lets `/slow` answer.
+    fn stop_while_slow_is_in_flight(&mut self, mut idle: TcpStream) {
+        wait_until(BOUND, Duration::from_millis(1), || {
+            self.entered.load(Ordering::SeqCst) > 0
+        })
+        .expect("/slow was entered");
         self.stop.take().unwrap().send(()).unwrap();
+        let (rest, _) = read_to_close(&mut idle);
+        assert!(rest.is_empty(), "the idle connection got bytes");
+        drop(idle); // its linger ends with this close
+        self.release.notify_waiters();
     }
 
     /// Waits for the server's graceful shutdown, and for every linger.
@@ -110,6 +135,15 @@ impl Server {
     }
 }
 
+/// A keep-alive connection that has had one answer and waits idle.
+fn idle_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let mut idle = connect(addr, None).unwrap();
+    idle.write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle).unwrap().head.status, 200);
+    idle
+}
+
 /// Reads to the end; whether it was a clean EOF with no reset after it.
 fn clean_end(stream: &mut TcpStream) -> (Vec<u8>, bool) {
     let (rest, end) = read_to_close(stream);
@@ -125,6 +159,7 @@ fn graceful_shutdown_mid_conversation() {
     let _serial = serial();
     for linger in [true, false] {
         let mut server = Server::start(linger);
+        let idle = idle_connection(server.addr);
         let mut stream = connect(server.addr, Some(16 << 10)).unwrap();
         stream
             .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
@@ -137,10 +172,7 @@ fn graceful_shutdown_mid_conversation() {
         ]
         .concat();
         stream.write_all(&request).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        server.stop();
-        // Read after the server has written the response and closed.
-        std::thread::sleep(Duration::from_millis(400));
+        server.stop_while_slow_is_in_flight(idle);
         let (got, clean) = clean_end(&mut stream);
         let whole = got.len() > 256 << 10 && got.ends_with(&[b's'; 64]);
         let says_close = Head::parse(&got).is_some_and(|head| head.is_ok_and(|h| h.closes()));
@@ -187,12 +219,12 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
         })
         .collect();
     // A request in flight.
+    let idle = idle_connection(server.addr);
     let mut busy = connect(server.addr, None).unwrap();
     busy.write_all(b"GET /slow HTTP/1.1\r\nHost: lab\r\n\r\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
     let began = Instant::now();
-    server.stop();
+    server.stop_while_slow_is_in_flight(idle);
     let res = read_response(&mut busy).unwrap();
     assert!(res.head.closes(), "{}", res.head.text);
     assert_eq!(res.body.len(), 256 << 10);
