@@ -5,12 +5,14 @@
 //! cargo run --release --example reset_lab                      # the demo
 //! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger]
 //! cargo run --release --example reset_lab -- probe --port 8080 [--host 127.0.0.1] [--trials 10] [--json] [--expect-whole]
+//! cargo run --release --example reset_lab -- soak [--seconds 60]   # mixed traffic; exit 1 if anything was lost or leaked
 //! ```
 //!
 //! A thin command line over the lab server and the scenarios, which live
 //! with the tests in `tests/support/` (`lab.rs`, `scenarios.rs`,
 //! `probe.rs`), so the demo and the test suite run the same code.
 
+mod soak;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
@@ -34,8 +36,16 @@ fn main() -> ExitCode {
         Some("demo") => demo(flag(&args, "--trials").map_or(DEFAULT_TRIALS, parse)),
         Some("serve") => serve(&args),
         Some("probe") => probe_cmd(&args),
+        Some("soak") => {
+            let seconds = flag(&args, "--seconds").map_or(60, parse);
+            if soak::soak(seconds) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Some(other) => {
-            eprintln!("unknown command {other:?}; use: (none) | demo | serve | probe");
+            eprintln!("unknown command {other:?}; use: (none) | demo | serve | probe | soak");
             ExitCode::from(2)
         }
     }

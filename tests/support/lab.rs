@@ -168,6 +168,11 @@ impl Lab {
         Self::start(app(), Close::Plain)
     }
 
+    /// The server runtime's live tasks.
+    pub(crate) fn alive_tasks(&self) -> usize {
+        self._rt.metrics().num_alive_tasks()
+    }
+
     /// The lingering server's statistics.
     pub(crate) fn stats(&self) -> LingerStats {
         self.lingers
