@@ -20,6 +20,7 @@ mod support;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use linger::LingerConfig;
 use support::client::{connect, read_response};
@@ -137,8 +138,19 @@ fn behind_real_proxies_every_answer_keeps_its_status() {
     let plain = Lab::plain();
     let mut plain_errors = 0;
     for kind in kinds {
+        let before = cured.stats();
         let (with, log) = through(kind, cured.addr);
-        eprintln!("{kind:?} in front of the crate: {with:?}");
+        let lingers = cured
+            .wait_for(Duration::from_secs(40), Duration::from_millis(10), |s| s.lingering == 0)
+            .unwrap_or_else(|s| s);
+        eprintln!(
+            "{kind:?} in front of the crate: {with:?}\n  lingers: {} ended by the proxy's close, \
+             {} by the idle timeout, {} by the byte cap, {} by errors",
+            lingers.peer_closed - before.peer_closed,
+            lingers.idle_timeout - before.idle_timeout,
+            lingers.byte_cap - before.byte_cap,
+            lingers.error - before.error
+        );
         assert!(
             with.all_own_statuses(),
             "{kind:?} with the crate: {with:?}\n{log}"
