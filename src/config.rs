@@ -22,7 +22,9 @@ pub enum LingerMode {
 /// Bounds of a lingering close. Every linger ends at the first bound reached:
 /// the peer closes (EOF), a read fails, no input for [`idle_timeout`], the
 /// [`deadline`] since the half-close passes, or [`max_bytes`] are discarded.
-/// No setting makes a linger unbounded.
+/// Durations are saturated some thirty years ahead rather than overflow, so
+/// `Duration::MAX` (or `u64::MAX` bytes) is accepted but lets a linger run
+/// as long as the peer keeps it going: choose bounds you mean.
 ///
 /// The defaults follow the servers that have done this for decades:
 ///
@@ -172,9 +174,11 @@ impl LingerConfig {
 
     /// Runs each linger on a small task of its own: `poll_shutdown`
     /// half-closes, hands the socket and the drain to that task, and returns
-    /// at once, so the server frees the connection's buffers (hyper's are
-    /// some 16 KiB) while the socket lingers: a lingering connection then
-    /// costs well under 1 KiB beside the kernel socket. Off by default.
+    /// at once, so the server frees the connection's buffers (hyper's and
+    /// axum's, about 20 KiB) while the socket lingers: a lingering connection
+    /// then costs about 1.2 KiB of the server's memory beside the kernel
+    /// socket (20,740 B in place against 1,209 B detached, 10,000 at once
+    /// in `tests/abuse.rs`). Off by default.
     ///
     /// The price: the server's own graceful shutdown (axum's, hyper-util's
     /// `GracefulShutdown`) no longer waits for lingers; wait for them with

@@ -55,6 +55,13 @@
 //! everything is per connection or per listener, reached through the
 //! handle.
 
+/// Future types of [`Linger`].
+pub mod future {
+    pub use crate::middleware::future::ResponseFuture;
+    #[cfg(feature = "axum")]
+    pub use crate::middleware::make_service::MakeServiceFuture;
+}
+
 mod config;
 mod connection;
 #[cfg(target_os = "linux")]
@@ -77,7 +84,6 @@ pub use listener::LingerAcceptor;
 pub use listener::LingerConnectInfo;
 pub use listener::{LingerListener, DEFAULT_BACKLOG};
 pub use middleware::body::LingerBody;
-pub use middleware::future;
 pub use middleware::layer::LingerLayer;
 pub use middleware::service::Linger;
 #[cfg(feature = "axum")]

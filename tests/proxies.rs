@@ -141,7 +141,9 @@ fn behind_real_proxies_every_answer_keeps_its_status() {
         let before = cured.stats();
         let (with, log) = through(kind, cured.addr);
         let lingers = cured
-            .wait_for(Duration::from_secs(40), Duration::from_millis(10), |s| s.lingering == 0)
+            .wait_for(Duration::from_secs(40), Duration::from_millis(10), |s| {
+                s.lingering == 0
+            })
             .unwrap_or_else(|s| s);
         eprintln!(
             "{kind:?} in front of the crate: {with:?}\n  lingers: {} ended by the proxy's close, \

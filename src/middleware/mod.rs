@@ -3,15 +3,18 @@
 //! - `layer`: [`LingerLayer`];
 //! - `service`: [`Linger`], per request and, with axum, per connection
 //!   (as the make-service `axum::serve` takes);
-//! - `future`: its futures;
+//! - `future`: its response future;
+//! - `make_service`: the middleware as axum's make-service, and its future;
 //! - `body`: [`LingerBody`], which tells whether the handler read the
 //!   request body to its end;
 //! - `rescue`: discarding a small unread body to keep the connection;
 //! - `rules`: the `Connection` header rules hyper does not apply itself.
 
 pub(crate) mod body;
-pub mod future;
+pub(crate) mod future;
 pub(crate) mod layer;
+#[cfg(feature = "axum")]
+pub(crate) mod make_service;
 mod rescue;
 mod rules;
 pub(crate) mod service;

@@ -142,7 +142,7 @@ impl<S, W> Linger<S, W> {
     /// This middleware's settings for the connection of `handle`, if there
     /// is one, to wrap that connection's service in.
     #[cfg(feature = "axum")]
-    fn for_connection<V>(&self, handle: Option<&ConnectionHandle>) -> Linger<(), V> {
+    pub(crate) fn for_connection<V>(&self, handle: Option<&ConnectionHandle>) -> Linger<(), V> {
         Linger {
             inner: (),
             conn: match handle {
@@ -229,28 +229,6 @@ where
         };
         let inner = self.inner.call(Request::from_parts(parts, body));
         ResponseFuture::new(inner, tracked)
-    }
-}
-
-#[cfg(feature = "axum")]
-impl<'a, M, W, L> Service<axum::serve::IncomingStream<'a, L>> for Linger<M, W>
-where
-    M: Service<axum::serve::IncomingStream<'a, L>>,
-    L: axum::serve::Listener,
-    L::Io: crate::AsConnectionHandle,
-{
-    type Response = Linger<M::Response, crate::AxumBodies>;
-    type Error = M::Error;
-    type Future = crate::middleware::future::MakeServiceFuture<M::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
-        use crate::AsConnectionHandle;
-        let template = self.for_connection(stream.io().connection_handle());
-        crate::middleware::future::MakeServiceFuture::new(self.inner.call(stream), template)
     }
 }
 
