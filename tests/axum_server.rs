@@ -11,38 +11,20 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use linger::{LingerAcceptor, LingerConfig, LingerShutdown};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use support::lab;
+use support::lab::{self, Gate};
 use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
 
 /// Trials per scenario and server.
 const TRIALS: usize = 4;
 /// The bound on one trial, and on each wait here.
 const BOUND: Duration = Duration::from_secs(20);
-
-/// The lab app, and `/slow`: a handler that counts itself in and answers
-/// 256 KiB once released.
-fn app(entered: Arc<AtomicUsize>, release: Arc<Notify>) -> Router {
-    lab::app().route(
-        "/slow",
-        get(move || async move {
-            let released = release.notified();
-            entered.fetch_add(1, Ordering::SeqCst);
-            released.await;
-            vec![b's'; 256 << 10]
-        }),
-    )
-}
 
 fn rustls_config() -> (RustlsConfig, CertificateDer<'static>) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -65,8 +47,8 @@ struct Server {
     cert: CertificateDer<'static>,
     handle: axum_server::Handle<SocketAddr>,
     lingers: Option<LingerShutdown>,
-    entered: Arc<AtomicUsize>,
-    release: Arc<Notify>,
+    /// `/slow`: 256 KiB once the gate opens.
+    gate: Gate,
 }
 
 impl Server {
@@ -74,8 +56,10 @@ impl Server {
         let rt = support::runtime::runtime();
         let (config, cert) = rustls_config();
         let handle = axum_server::Handle::new();
-        let (entered, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-        let make = app(entered.clone(), release.clone()).into_make_service();
+        let gate = Gate::default();
+        let make = gate
+            .route(lab::app(), "/slow", 256 << 10)
+            .into_make_service();
         let lingering = LingerAcceptor::with_config(
             LingerConfig::new().with_short_deadline(Duration::from_secs(1)),
         );
@@ -107,29 +91,17 @@ impl Server {
             cert,
             handle,
             lingers,
-            entered,
-            release,
+            gate,
         }
     }
 
+    /// Runs `trial` TRIALS times from a client runtime of its own.
     fn trials<F, Fut>(&self, trial: F) -> Vec<Outcome>
     where
         F: Fn(SocketAddr, CertificateDer<'static>) -> Fut,
         Fut: std::future::Future<Output = Outcome>,
     {
-        let client = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        (0..TRIALS)
-            .map(|_| {
-                client.block_on(async {
-                    tokio::time::timeout(BOUND, trial(self.addr, self.cert.clone()))
-                        .await
-                        .unwrap_or(Outcome::Timeout)
-                })
-            })
-            .collect()
+        support::tls_trials::run_trials(self.addr, &self.cert, TRIALS, BOUND, trial)
     }
 }
 
@@ -203,7 +175,7 @@ fn shutdown_mid_conversation(server: &Server) -> ShutdownSeen {
     // The handler is running: begin the shutdown, then let it answer once
     // axum-server has told the connections (an idle one closes).
     support::wait::wait_until(BOUND, Duration::from_millis(1), || {
-        server.entered.load(Ordering::SeqCst) > 0
+        server.gate.entered() > 0
     })
     .expect("the handler was entered");
     let mut idle = client
@@ -219,7 +191,7 @@ fn shutdown_mid_conversation(server: &Server) -> ShutdownSeen {
     server.handle.graceful_shutdown(Some(BOUND));
     let mut byte = [0u8; 1];
     let _ = client.block_on(async { tokio::time::timeout(BOUND, idle.read(&mut byte)).await });
-    server.release.notify_waiters();
+    server.gate.open();
     client.block_on(async {
         let mut got = Vec::new();
         let read = tokio::time::timeout(BOUND, tls.read_to_end(&mut got)).await;

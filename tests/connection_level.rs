@@ -16,7 +16,7 @@ use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
@@ -24,6 +24,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use linger::{LingerConnectInfo, LingerLayer, LingerListener};
 use support::client::{connect, read_response, read_to_close, End, Head};
+use support::logs::Captured;
 use tower::Layer;
 
 /// The longest any one wait here may take.
@@ -123,21 +124,6 @@ fn a_handler_that_marks_its_connection_closing_ends_it_after_this_response() {
     assert_eq!(executed.load(Ordering::SeqCst), 1);
 }
 
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 const NO_HANDLE: &str = "found no connection handle";
 
 /// Serves `wiring` on a current-thread runtime (so that a thread-local
@@ -181,8 +167,7 @@ fn warnings_of(wiring: impl FnOnce(Arc<AtomicUsize>) -> Wiring) -> String {
             .unwrap()
             .unwrap();
     });
-    let log = captured.0.lock().unwrap().clone();
-    String::from_utf8(log).unwrap()
+    captured.text()
 }
 
 /// The ways to wire the middleware that these tests compare.

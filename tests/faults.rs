@@ -11,11 +11,8 @@
 mod support;
 
 use std::future::IntoFuture;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::routing::get;
 use axum::Router;
 use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown, LingerStats};
 use support::client::read_response_async;
@@ -24,7 +21,6 @@ use support::leaks::Server;
 use support::wait::poll_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tower::Layer;
 
 /// One test at a time: they count the process's descriptors.
@@ -161,19 +157,8 @@ const SHORT: Duration = Duration::from_secs(1);
 fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
     let _serial = serial();
     support::runtime::run(BOUND * 3, async {
-        let (entered, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-        let app = {
-            let (entered, release) = (entered.clone(), release.clone());
-            lab::app().route(
-                "/slow",
-                get(move || async move {
-                    let released = release.notified();
-                    entered.fetch_add(1, Ordering::SeqCst);
-                    released.await;
-                    vec![b's'; 16 << 10]
-                }),
-            )
-        };
+        let gate = support::lab::Gate::default();
+        let app = gate.route(lab::app(), "/slow", 16 << 10);
         let listener = LingerListener::bind_with(
             "127.0.0.1:0",
             LingerConfig::new()
@@ -219,7 +204,7 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
             })
             .collect();
         poll_until(BOUND, Duration::from_millis(5), || {
-            entered.load(Ordering::SeqCst) == IN_FLIGHT
+            gate.entered() == IN_FLIGHT
         })
         .await
         .expect("every request reached its handler");
@@ -229,7 +214,7 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
         poll_until(BOUND, Duration::from_millis(1), || lingers.is_begun())
             .await
             .unwrap();
-        release.notify_waiters();
+        gate.open();
         let (mut whole, mut said_close) = (0, 0);
         for client in clients {
             let (response, nothing_after) = client.await.unwrap().expect("a whole response");

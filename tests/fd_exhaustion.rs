@@ -18,6 +18,7 @@ use linger::LingerConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use support::lab::Lab;
 use support::leaks::open_fds;
+use support::logs::Captured;
 
 /// Descriptors the server may open beyond those it has at the start.
 const HEADROOM: u64 = 24;
@@ -39,21 +40,6 @@ fn set_soft_fd_limit(soft: u64) -> u64 {
         limit.rlim_cur = soft.min(limit.rlim_max);
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
         before
-    }
-}
-
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -110,7 +96,7 @@ fn accept_fails_with_emfile_while_lingers_hold_descriptors_and_the_server_recove
         stats.idle_timeout >= 1,
         "no linger held a descriptor to its end: {stats:?}"
     );
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     assert!(
         log.contains("Too many open files"),
         "accept never failed for want of descriptors: {log}"

@@ -9,20 +9,16 @@ mod support;
 use std::future::IntoFuture;
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::Layer;
 
-use axum::routing::get;
-use axum::Router;
 use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
 use support::client::{connect, read_response, read_to_close, Head};
-use support::lab;
+use support::lab::{self, Gate};
 use support::runtime::runtime;
 use support::scenarios::big_get;
 use support::wait::wait_until;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 const SHORT: Duration = Duration::from_millis(500);
 
@@ -35,20 +31,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The lab app and `/slow`, which counts itself in and answers 256 KiB once
-/// released.
-fn app(entered: Arc<AtomicUsize>, release: Arc<Notify>) -> Router {
-    lab::app().route(
-        "/slow",
-        get(move || async move {
-            let released = release.notified();
-            entered.fetch_add(1, Ordering::SeqCst);
-            released.await;
-            vec![b's'; 256 << 10]
-        }),
-    )
-}
-
 const BOUND: Duration = Duration::from_secs(20);
 
 struct Server {
@@ -57,16 +39,16 @@ struct Server {
     stop: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     shutdown: Option<LingerShutdown>,
-    entered: Arc<AtomicUsize>,
-    release: Arc<Notify>,
+    /// `/slow`: 256 KiB once the gate opens.
+    gate: Gate,
 }
 
 impl Server {
     fn start(linger: bool) -> Self {
         let rt = runtime();
         let (stop, stop_rx) = oneshot::channel::<()>();
-        let (entered, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
-        let app = || app(entered.clone(), release.clone());
+        let gate = Gate::default();
+        let app = || gate.route(lab::app(), "/slow", 256 << 10);
         let signal = async {
             let _ = stop_rx.await;
         };
@@ -98,8 +80,7 @@ impl Server {
             stop: Some(stop),
             served: Some(served),
             shutdown,
-            entered,
-            release,
+            gate,
         }
     }
 
@@ -107,15 +88,13 @@ impl Server {
     /// axum has told the connections (the idle keep-alive connection
     /// `idle` is closed), and lets `/slow` answer.
     fn stop_while_slow_is_in_flight(&mut self, mut idle: TcpStream) {
-        wait_until(BOUND, Duration::from_millis(1), || {
-            self.entered.load(Ordering::SeqCst) > 0
-        })
-        .expect("/slow was entered");
+        wait_until(BOUND, Duration::from_millis(1), || self.gate.entered() > 0)
+            .expect("/slow was entered");
         self.stop.take().unwrap().send(()).unwrap();
         let (rest, _) = read_to_close(&mut idle);
         assert!(rest.is_empty(), "the idle connection got bytes");
         drop(idle); // its linger ends with this close
-        self.release.notify_waiters();
+        self.gate.open();
     }
 
     /// Waits for the server's graceful shutdown, and for every linger.

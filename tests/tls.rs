@@ -70,25 +70,13 @@ impl Server {
         }
     }
 
-    /// Runs `trial` `TRIALS` times from a client runtime of its own.
+    /// Runs `trial` TRIALS times from a client runtime of its own.
     fn trials<F, Fut>(&self, trial: F) -> Vec<Outcome>
     where
         F: Fn(SocketAddr, CertificateDer<'static>) -> Fut,
         Fut: std::future::Future<Output = Outcome>,
     {
-        let client = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        (0..TRIALS)
-            .map(|_| {
-                client.block_on(async {
-                    timeout(TRIAL_TIMEOUT, trial(self.addr, self.cert.clone()))
-                        .await
-                        .unwrap_or(Outcome::Timeout)
-                })
-            })
-            .collect()
+        support::tls_trials::run_trials(self.addr, &self.cert, TRIALS, TRIAL_TIMEOUT, trial)
     }
 
     /// The counters once no connection lingers (bounded wait).

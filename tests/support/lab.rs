@@ -192,3 +192,40 @@ impl Lab {
         stats::wait_for(limit, step, || self.stats(), done)
     }
 }
+
+/// A route whose handler counts itself in and answers once the test opens
+/// the gate: a request held in flight, with no clock involved.
+#[derive(Clone, Default)]
+pub(crate) struct Gate {
+    entered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    /// `app` with `GET path`, held at the gate, then answering `len` bytes.
+    pub(crate) fn route(&self, app: Router, path: &str, len: usize) -> Router {
+        let gate = self.clone();
+        app.route(
+            path,
+            get(move || async move {
+                // Registered before it counts itself in, so no opening of
+                // the gate after the count can be missed.
+                let released = gate.release.notified();
+                gate.entered
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                released.await;
+                vec![b's'; len]
+            }),
+        )
+    }
+
+    /// How many requests reached the gate.
+    pub(crate) fn entered(&self) -> usize {
+        self.entered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets every request at the gate answer.
+    pub(crate) fn open(&self) {
+        self.release.notify_waiters();
+    }
+}

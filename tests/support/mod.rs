@@ -12,6 +12,7 @@ pub(crate) mod bounds;
 pub(crate) mod client;
 pub(crate) mod lab;
 pub(crate) mod leaks;
+pub(crate) mod logs;
 pub(crate) mod netns;
 pub(crate) mod probe;
 pub(crate) mod proxy;

@@ -176,3 +176,31 @@ pub(crate) async fn upload_write_first(addr: SocketAddr, cert: CertificateDer<'s
     }
     read_and_judge(&mut tls, 413, 2048).await
 }
+
+/// Runs `trial` against `addr` `trials` times from a client runtime of its
+/// own, each bounded by `limit`.
+pub(crate) fn run_trials<F, Fut>(
+    addr: SocketAddr,
+    cert: &CertificateDer<'static>,
+    trials: usize,
+    limit: Duration,
+    trial: F,
+) -> Vec<Outcome>
+where
+    F: Fn(SocketAddr, CertificateDer<'static>) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (0..trials)
+        .map(|_| {
+            client.block_on(async {
+                tokio::time::timeout(limit, trial(addr, cert.clone()))
+                    .await
+                    .unwrap_or(Outcome::Timeout)
+            })
+        })
+        .collect()
+}
