@@ -14,6 +14,8 @@
 //! of every connection live in this process); if the soft limit is lower it
 //! raises it with `prlimit` (up to the hard limit).
 
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::io::{Read, Write};

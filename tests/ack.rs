@@ -1,6 +1,8 @@
 //! Ending a linger once the peer has acknowledged everything
 //! (`LingerConfig::with_end_when_acked`), over loopback.
 
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::io::{Read, Write};

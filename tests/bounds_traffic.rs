@@ -7,6 +7,8 @@
 //! what the listener's counters say, and that no task or file descriptor
 //! was left.
 
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::io::ErrorKind;

@@ -8,6 +8,8 @@
 //!   no response is lost, and the shutdown ends within the short deadline
 //!   plus slack.
 
+#![cfg(target_os = "linux")]
+
 mod support;
 
 use std::future::IntoFuture;

@@ -13,6 +13,7 @@ pub(crate) mod client;
 pub(crate) mod lab;
 pub(crate) mod leaks;
 pub(crate) mod logs;
+#[cfg(target_os = "linux")]
 pub(crate) mod netns;
 pub(crate) mod probe;
 pub(crate) mod proxy;
