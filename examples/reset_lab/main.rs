@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example reset_lab                      # the demo
-//! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger]
+//! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger] [--idle-timeout SECS] [--detach] [--max-lingering N]
 //! cargo run --release --example reset_lab -- probe --port 8080 [--host 127.0.0.1] [--trials 10] [--json] [--expect-whole]
 //! cargo run --release --example reset_lab -- soak [--seconds 60]   # mixed traffic; exit 1 if anything was lost or leaked
 //! ```
@@ -138,7 +138,15 @@ fn demo(trials: usize) -> ExitCode {
 fn serve(args: &[String]) -> ExitCode {
     let port: u16 = flag(args, "--port").map_or(8080, parse);
     let bind = flag(args, "--bind").unwrap_or("127.0.0.1");
-    let config = (!args.iter().any(|a| a == "--no-linger")).then(LingerConfig::new);
+    let idle = flag(args, "--idle-timeout").map_or(5, parse::<u64>);
+    let detach = args.iter().any(|a| a == "--detach");
+    let max_lingering = flag(args, "--max-lingering").map_or(linger::DEFAULT_MAX_LINGERING, parse);
+    let config = (!args.iter().any(|a| a == "--no-linger")).then(|| {
+        LingerConfig::new()
+            .with_idle_timeout(std::time::Duration::from_secs(idle))
+            .with_detach(detach)
+            .with_max_lingering(max_lingering)
+    });
     let rt = runtime();
     rt.block_on(async {
         let close = match config {
