@@ -3,7 +3,7 @@
 //! hold, the listener's shutdown releases every server socket within the
 //! short deadline, and memory returns near its baseline.
 //!
-//! The idle timeout is long (30 s) so that every linger is certainly still
+//! The idle timeout is long (600 s) so that every linger is certainly still
 //! running when the last client is in, however slowly a loaded machine
 //! connects them; the release is the shutdown's short deadline, counted
 //! from one moment for all. (The idle timeout itself is tested per
@@ -31,8 +31,9 @@ use support::wait::wait_until;
 const CLIENTS: usize = 2_000;
 /// The large round: what the issue of 10,000 lingers at once asks.
 const MANY: usize = 10_000;
-/// Far longer than connecting 2,000 clients takes, even on a loaded machine.
-const IDLE: Duration = Duration::from_secs(30);
+/// Far longer than connecting the clients takes, even on a heavily loaded
+/// machine (10,000 took over 30 s once): only the shutdown ends the lingers.
+const IDLE: Duration = Duration::from_secs(600);
 /// What the shutdown cuts every linger to.
 const SHORT: Duration = Duration::from_millis(500);
 /// Slack on the short deadline for the release: timer granularity and the
@@ -222,7 +223,7 @@ fn two_thousand_clients_that_never_close() {
     );
     let config = LingerConfig::new()
         .with_idle_timeout(IDLE)
-        .with_deadline(Duration::from_secs(60))
+        .with_deadline(IDLE)
         .with_short_deadline(SHORT)
         .with_max_lingering(2 * CLIENTS);
 
@@ -340,7 +341,7 @@ fn ten_thousand_lingers_at_once() {
     );
     let config = LingerConfig::new()
         .with_idle_timeout(IDLE)
-        .with_deadline(Duration::from_secs(60))
+        .with_deadline(IDLE)
         .with_short_deadline(SHORT)
         .with_max_lingering(2 * MANY);
     let detached = hold_many(config.with_detach(true), "10,000 detached");

@@ -28,7 +28,7 @@ use crate::middleware::service::Linger;
 ///
 /// let lingering = LingerAcceptor::new();
 /// let lingers = lingering.shutdown_handle();
-/// let handle = axum_server::Handle::new();
+/// let handle = axum_server::Handle::<std::net::SocketAddr>::new();
 /// axum_server::bind("127.0.0.1:3443".parse().unwrap())
 ///     .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(lingering))
 ///     .handle(handle.clone())
