@@ -233,7 +233,7 @@ where
 }
 
 /// The handle a request carries, as an extension or in axum's connect-info;
-/// warns once, through `flag`, if it carries none.
+/// warns once, through `warned`, if it carries none.
 fn find_handle(extensions: &http::Extensions, warned: &AtomicBool) -> Option<ConnectionHandle> {
     if let Some(handle) = extensions.get::<ConnectionHandle>() {
         return Some(handle.clone());
