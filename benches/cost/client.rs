@@ -11,19 +11,31 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Workload {
+    /// Keep-alive `GET /ok` on one connection.
     Get,
+    /// The same, round-robin over this many open connections.
+    GetOver(usize),
+    /// Keep-alive `POST /echo` with a 1 KiB body the handler reads.
     Post,
+    /// An upload answered 413 unread, one connection each.
     Reject,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Self; 3] = [Self::Get, Self::Post, Self::Reject];
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Get,
+        Self::GetOver(32),
+        Self::GetOver(1000),
+        Self::Post,
+        Self::Reject,
+    ];
 
-    pub(crate) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> String {
         match self {
-            Self::Get => "get",
-            Self::Post => "post",
-            Self::Reject => "reject",
+            Self::Get => "get".into(),
+            Self::GetOver(n) => format!("get-over-{n}"),
+            Self::Post => "post".into(),
+            Self::Reject => "reject".into(),
         }
     }
 }
@@ -85,6 +97,17 @@ pub(crate) fn drive(port: u16, workload: Workload, requests: usize) -> Result<()
             for _ in 0..requests {
                 stream.write_all(&request).map_err(|e| e.to_string())?;
                 read_response(&mut stream, &mut pending)?;
+            }
+        }
+        Workload::GetOver(n) => {
+            let streams: Result<Vec<TcpStream>, String> = (0..n).map(|_| connect(port)).collect();
+            let mut streams = streams?;
+            for i in 0..requests {
+                let stream = &mut streams[i % n];
+                stream
+                    .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .map_err(|e| e.to_string())?;
+                read_response(stream, &mut pending)?;
             }
         }
         Workload::Reject => {

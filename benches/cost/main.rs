@@ -3,7 +3,7 @@
 //! machine is not.
 //!
 //! ```text
-//! cargo bench --bench cost                 # every wiring, every workload (about two minutes)
+//! cargo bench --bench cost                 # every wiring, every workload (about five minutes)
 //! cargo bench --bench cost -- --quick      # N = 200 and 600 instead of 1,000 and 3,000
 //! ```
 //!
@@ -15,6 +15,8 @@
 //! Workloads:
 //!
 //! - `get`: keep-alive `GET /ok` on one connection;
+//! - `get-over-32`, `get-over-1000`: the same round-robin over 32 and 1,000
+//!   open connections (how the cost grows with connections);
 //! - `post`: keep-alive `POST /echo` with a 1 KiB body the handler reads;
 //! - `reject`: `POST /reject` with a 64 KiB body answered 413 unread, one
 //!   connection each: the close (and, with the crate, the linger until the
@@ -56,9 +58,10 @@ fn main() -> ExitCode {
         2 * n
     );
     println!();
-    println!("| wiring | get | post | reject |");
-    println!("|---|---|---|---|");
-    let mut baseline = [0.0; 3];
+    let names: Vec<String> = Workload::ALL.iter().map(|w| w.name()).collect();
+    println!("| wiring | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(names.len()));
+    let mut baseline = [0.0; Workload::ALL.len()];
     for wiring in Wiring::ALL {
         let mut cells = Vec::new();
         for (i, workload) in Workload::ALL.into_iter().enumerate() {
