@@ -68,9 +68,12 @@ async fn main() -> std::io::Result<()> {
     // makes the current response say `Connection: close`.
     let listener = LingerListener::bind(("127.0.0.1", port)).await?;
     tracing::info!("listening on http://{}", listener.get_ref().local_addr()?);
-    // On Ctrl-C: axum stops accepting and hyper makes responses still in
-    // flight say `Connection: close`; every linger is cut to the short
-    // deadline (2 s).
+    // On Ctrl-C: every linger is cut to the short deadline (2 s), and
+    // `on` waits for the lingers running on tasks of their own; then axum
+    // stops accepting, hyper makes responses still in flight say
+    // `Connection: close`, and the lingers that begin from then on run in
+    // their connection's task, which axum waits for. `serve` returns once
+    // every linger has ended.
     let shutdown = listener.shutdown_handle();
     axum::serve(listener, LingerLayer::new().layer(app))
         .with_graceful_shutdown(shutdown.on(async {
@@ -78,9 +81,6 @@ async fn main() -> std::io::Result<()> {
             tracing::info!("shutting down");
         }))
         .await?;
-    // axum waited for its connections; this waits for the lingers that run
-    // on tasks of their own (connections hyper dropped after an error).
-    shutdown.wait().await;
     tracing::info!("stopped: {:?}", shutdown.stats());
     Ok(())
 }

@@ -92,8 +92,10 @@ async fn main() -> std::io::Result<()> {
         .handle(handle)
         .serve(app().into_make_service())
         .await?;
-    // Connections axum-server dropped at the end of the grace period finish
-    // their lingering close on tasks of their own.
+    // Lingers on tasks of their own: those detached before the shutdown
+    // (the default) and those of connections axum-server dropped at the end
+    // of the grace period. Lingers that began after `begin` ran in place,
+    // and axum-server waited for them.
     let _ = tokio::time::timeout(GRACE, lingers.wait()).await;
     println!("stopped: {:?}", lingers.stats());
     Ok(())

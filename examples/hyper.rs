@@ -106,11 +106,13 @@ async fn main() -> std::io::Result<()> {
         // IO's `poll_shutdown`, which is what `LingerIo` implements.
     }
 
-    // Stop accepting. `begin` makes responses still in flight say
-    // `Connection: close` and cuts every linger to the short deadline (2 s);
-    // `graceful` tells hyper to finish its connections (a linger run through
-    // `poll_shutdown` is part of them), and `wait` covers the lingers of
-    // connections hyper dropped after an error, which run on their own tasks.
+    // Stop accepting. `begin` cuts every linger to the short deadline (2 s)
+    // and keeps the lingers that begin from now on in place, in their
+    // connection's future; `graceful` tells hyper to finish its connections
+    // (responses still in flight say `Connection: close`), and `wait`
+    // covers the lingers on tasks of their own: those detached before the
+    // shutdown (the default) and those of connections hyper dropped after
+    // an error.
     let lingers = listener.shutdown_handle();
     drop(listener);
     lingers.begin();

@@ -95,7 +95,7 @@ impl LingerConfig {
             short_deadline: DEFAULT_SHORT_DEADLINE,
             end_when_acked: false,
             ack_quiet: DEFAULT_ACK_QUIET,
-            detach: false,
+            detach: true,
         }
     }
 
@@ -172,17 +172,21 @@ impl LingerConfig {
         self
     }
 
-    /// Runs each linger on a small task of its own: `poll_shutdown`
-    /// half-closes, hands the socket and the drain to that task, and returns
-    /// at once, so the server frees the connection's buffers (hyper's and
-    /// axum's, about 20 KiB) while the socket lingers: a lingering connection
-    /// then costs about 1.2 KiB of the server's memory beside the kernel
-    /// socket (20,740 B in place against 1,209 B detached, 10,000 at once
-    /// in `tests/abuse.rs`). Off by default.
+    /// Whether each linger runs on a small task of its own (the default):
+    /// `poll_shutdown` half-closes, hands the socket and the drain to that
+    /// task, and returns at once, so the server frees the connection's
+    /// buffers (hyper's and axum's) while the socket lingers. A lingering
+    /// connection then costs about 1 KiB of the server's memory beside the
+    /// kernel's socket, against about 21 KiB in place (`tests/abuse.rs`,
+    /// 10,000 at once; `benches/nginx_compare.sh`).
     ///
-    /// The price: the server's own graceful shutdown (axum's, hyper-util's
-    /// `GracefulShutdown`) no longer waits for lingers; wait for them with
-    /// [`LingerShutdown::wait`](crate::LingerShutdown::wait).
+    /// Graceful shutdown still covers them: once
+    /// [`LingerShutdown::begin`](crate::LingerShutdown::begin) was called,
+    /// lingers run in place, inside their connection's task, which the
+    /// server's graceful shutdown waits for; the ones detached before are
+    /// what [`LingerShutdown::on`](crate::LingerShutdown::on) (axum) and
+    /// [`LingerShutdown::wait`](crate::LingerShutdown::wait) (any server)
+    /// wait for. With `false`, every linger runs in place.
     #[must_use]
     pub const fn with_detach(mut self, detach: bool) -> Self {
         self.detach = detach;
@@ -229,7 +233,7 @@ impl LingerConfig {
         self.ack_quiet
     }
 
-    /// Whether lingers run on tasks of their own.
+    /// Whether lingers run on tasks of their own until the shutdown begins.
     pub const fn detach(&self) -> bool {
         self.detach
     }

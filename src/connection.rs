@@ -95,7 +95,7 @@ impl ConnectionHandle {
         self.conn.listener.counters.snapshot()
     }
 
-    pub(crate) fn listener(&self) -> &ListenerState {
+    pub(crate) fn listener(&self) -> &Arc<ListenerState> {
         &self.conn.listener
     }
 }

@@ -227,13 +227,14 @@ fn two_thousand_clients_that_never_close() {
         .with_short_deadline(SHORT)
         .with_max_lingering(2 * CLIENTS);
 
-    // Detached lingers hold the socket and a few hundred bytes.
-    let detached = hold(config.with_detach(true), "detached", CLIENTS);
-    // In place (the default), hyper's connection buffers stay allocated
-    // while the linger runs. Without a trim the allocator keeps what was
-    // freed, and a second hold reuses it rather than growing.
-    let first = hold(config, "in place", CLIENTS);
-    let second = hold(config, "in place, again", CLIENTS);
+    // Detached lingers (the default) hold the socket and a few hundred bytes.
+    let detached = hold(config, "detached (default)", CLIENTS);
+    // In place, hyper's connection buffers stay allocated while the linger
+    // runs. Without a trim the allocator keeps what was freed, and a second
+    // hold reuses it rather than growing.
+    let in_place = config.with_detach(false);
+    let first = hold(in_place, "in place", CLIENTS);
+    let second = hold(in_place, "in place, again", CLIENTS);
     assert!(
         second.rss_during <= first.rss_during + first.rss_during / 10,
         "memory grew from one hold to the next: {first:?} then {second:?}"
@@ -352,8 +353,8 @@ fn ten_thousand_lingers_at_once() {
         .with_deadline(IDLE)
         .with_short_deadline(SHORT)
         .with_max_lingering(2 * MANY);
-    let detached = hold_many(config.with_detach(true), "10,000 detached");
-    let in_place = hold_many(config, "10,000 in place");
+    let detached = hold_many(config, "10,000 detached (default)");
+    let in_place = hold_many(config.with_detach(false), "10,000 in place");
     assert!(
         detached.rss_during < in_place.rss_during,
         "{detached:?} {in_place:?}"

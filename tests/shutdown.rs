@@ -33,6 +33,18 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const BOUND: Duration = Duration::from_secs(20);
 
+/// How the server is wired.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wiring {
+    /// The README's: `LingerListener`, `LingerLayer`, and the signal
+    /// through `LingerShutdown::on`.
+    Readme,
+    /// The same, but the signal straight to axum's `with_graceful_shutdown`.
+    SignalOnly,
+    /// Plain axum.
+    Plain,
+}
+
 struct Server {
     rt: tokio::runtime::Runtime,
     addr: std::net::SocketAddr,
@@ -44,7 +56,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(linger: bool) -> Self {
+    fn start(wiring: Wiring) -> Self {
         let rt = runtime();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let gate = Gate::default();
@@ -55,15 +67,24 @@ impl Server {
         let (addr, served, shutdown) = rt.block_on(async {
             let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = tcp.local_addr().unwrap();
-            if linger {
-                let config = LingerConfig::new().with_short_deadline(SHORT);
+            if wiring != Wiring::Plain {
+                // Clients that never close linger until the shutdown cuts
+                // them, not until an idle timeout.
+                let config = LingerConfig::new()
+                    .with_short_deadline(SHORT)
+                    .with_idle_timeout(Duration::from_secs(120));
                 let listener = LingerListener::with_config(tcp, config);
                 let shutdown = listener.shutdown_handle();
-                let served = tokio::spawn(
-                    axum::serve(listener, LingerLayer::new().layer(app()))
-                        .with_graceful_shutdown(shutdown.on(signal))
-                        .into_future(),
-                );
+                let serve = axum::serve(listener, LingerLayer::new().layer(app()));
+                let served = if wiring == Wiring::Readme {
+                    tokio::spawn(
+                        serve
+                            .with_graceful_shutdown(shutdown.on(signal))
+                            .into_future(),
+                    )
+                } else {
+                    tokio::spawn(serve.with_graceful_shutdown(signal).into_future())
+                };
                 (addr, served, Some(shutdown))
             } else {
                 let served = tokio::spawn(
@@ -97,20 +118,36 @@ impl Server {
         self.gate.open();
     }
 
-    /// Waits for the server's graceful shutdown, and for every linger.
+    /// Waits for `axum::serve` to return, and no more: whether it did
+    /// within `bound`.
     fn finished_within(&mut self, bound: Duration) -> bool {
         let served = self.served.take().unwrap();
-        let shutdown = self.shutdown.clone();
         self.rt.block_on(async move {
-            tokio::time::timeout(bound, async move {
-                let _ = served.await;
-                if let Some(shutdown) = shutdown {
-                    shutdown.wait().await;
-                }
-            })
-            .await
-            .is_ok()
+            tokio::time::timeout(bound, served)
+                .await
+                .is_ok_and(|joined| joined.unwrap().is_ok())
         })
+    }
+
+    /// Clients that each take a close response and never close: each
+    /// connection lingers.
+    fn lingering_clients(&self, n: usize) -> Vec<TcpStream> {
+        let clients: Vec<TcpStream> = (0..n)
+            .map(|_| {
+                let mut s = connect(self.addr, None).unwrap();
+                s.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
+                    .unwrap();
+                let head = read_response(&mut s).unwrap().head;
+                assert!(head.text.starts_with("http/1.1 200"));
+                s
+            })
+            .collect();
+        let shutdown = self.shutdown.as_ref().unwrap();
+        wait_until(BOUND, Duration::from_millis(1), || {
+            shutdown.stats().lingering == n as u64
+        })
+        .expect("every connection lingers");
+        clients
     }
 }
 
@@ -137,7 +174,11 @@ fn clean_end(stream: &mut TcpStream) -> (Vec<u8>, bool) {
 fn graceful_shutdown_mid_conversation() {
     let _serial = serial();
     for linger in [true, false] {
-        let mut server = Server::start(linger);
+        let mut server = Server::start(if linger {
+            Wiring::Readme
+        } else {
+            Wiring::Plain
+        });
         let idle = idle_connection(server.addr);
         let mut stream = connect(server.addr, Some(16 << 10)).unwrap();
         stream
@@ -180,23 +221,16 @@ fn graceful_shutdown_mid_conversation() {
 /// Shutdown begins while a request is in flight and other connections
 /// linger with clients that never close: the response in flight is whole,
 /// every linger is cut to the short deadline, and the whole shutdown
-/// finishes within it (plus slack).
+/// finishes within it (plus slack). The in-flight client never closes
+/// either: its linger, begun after the shutdown, runs in place, and
+/// `serve` returns only once it has ended.
 #[test]
 fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
     let _serial = serial();
-    let mut server = Server::start(true);
+    let mut server = Server::start(Wiring::Readme);
     let shutdown = server.shutdown.clone().unwrap();
     // Three clients that get a close response and never close.
-    let mut lingering: Vec<TcpStream> = (0..3)
-        .map(|_| {
-            let mut s = connect(server.addr, None).unwrap();
-            s.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
-                .unwrap();
-            let head = read_response(&mut s).unwrap().head;
-            assert!(head.text.starts_with("http/1.1 200"));
-            s
-        })
-        .collect();
+    let mut lingering = server.lingering_clients(3);
     // A request in flight.
     let idle = idle_connection(server.addr);
     let mut busy = connect(server.addr, None).unwrap();
@@ -209,7 +243,8 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
     assert_eq!(res.body.len(), 256 << 10);
     let (_, clean) = clean_end(&mut busy);
     assert!(clean, "the busy connection was reset");
-    drop(busy);
+    // `busy` stays open: its linger began after the shutdown, in place,
+    // so axum's `serve` returns only once the short deadline has cut it.
     assert!(
         server.finished_within(SHORT + Duration::from_secs(2)),
         "shutdown took too long: {:?}",
@@ -227,5 +262,41 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
     }
     let stats = shutdown.stats();
     assert_eq!(stats.lingering, 0, "{stats:?}");
-    assert_eq!(stats.shortened, 3, "{stats:?}");
+    assert_eq!(stats.shortened, 4, "{stats:?}");
+    drop(busy);
+}
+
+/// By default a linger runs on a task of its own, which axum's graceful
+/// shutdown does not see. Through `LingerShutdown::on` (the README's form,
+/// no call after `serve`), `serve` returns only once those lingers have
+/// ended, cut to the short deadline. The same server with the signal
+/// handed straight to axum returns while they still run.
+#[test]
+fn the_readme_graceful_shutdown_waits_for_detached_lingers() {
+    let _serial = serial();
+    for wiring in [Wiring::Readme, Wiring::SignalOnly] {
+        let mut server = Server::start(wiring);
+        let shutdown = server.shutdown.clone().unwrap();
+        let mut lingering = server.lingering_clients(3);
+        server.stop.take().unwrap().send(()).unwrap();
+        assert!(server.finished_within(BOUND), "serve did not return");
+        let stats = shutdown.stats();
+        if wiring == Wiring::Readme {
+            assert_eq!(
+                stats.lingering, 0,
+                "serve returned before the lingers ended: {stats:?}"
+            );
+            assert_eq!(stats.shortened, 3, "{stats:?}");
+            for s in &mut lingering {
+                let (rest, clean) = clean_end(s);
+                assert!(rest.is_empty() && clean, "a lingering client saw a reset");
+            }
+        } else {
+            // axum returned with the lingers still running (their idle
+            // timeout is 120 s): a process that exits now resets them.
+            assert_eq!(stats.lingering, 3, "{stats:?}");
+            shutdown.begin();
+            server.rt.block_on(shutdown.wait());
+        }
+    }
 }

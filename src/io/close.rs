@@ -12,6 +12,7 @@ use tokio::time::{Instant, Sleep};
 use super::drain::{later, Drain};
 use super::LingerIo;
 use crate::config::LingerMode;
+use crate::listener::state::DetachedLinger;
 
 /// Where a connection's close stands.
 pub(super) enum Phase {
@@ -102,8 +103,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         return Poll::Ready(Ok(()));
                     };
                     self.phase = Phase::Draining(Box::pin(Drain::new(&self.handle, discarded)));
-                    if self.handle.config().detach() && (self.hand_off)(self) {
-                        return Poll::Ready(Ok(()));
+                    // Once the shutdown has begun, `detach` says stay: the
+                    // server's graceful shutdown waits for this task.
+                    let detached = if self.handle.config().detach() {
+                        self.handle.listener().detach()
+                    } else {
+                        None
+                    };
+                    if let Some(detached) = detached {
+                        if (self.hand_off)(self, detached) {
+                            return Poll::Ready(Ok(()));
+                        }
                     }
                 }
                 Phase::Draining(drain) => {
@@ -120,10 +130,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
 
 pub(super) const HANDED_OFF: &str = "the IO was handed to a detached linger";
 
-/// Moves the IO and the rest of its close onto a task of its own: for a
-/// [`LingerIo`] dropped before its close finished, and for detached
-/// lingers. Does nothing, and says so, outside a tokio runtime.
-pub(super) fn hand_off<T>(this: &mut LingerIo<T>) -> bool
+/// Moves the IO and the rest of its close onto a task of its own, counted
+/// as `detached` until it ends: for a [`LingerIo`] dropped before its close
+/// finished, and for detached lingers. Does nothing, and says so, outside a
+/// tokio runtime.
+pub(super) fn hand_off<T>(this: &mut LingerIo<T>, detached: DetachedLinger) -> bool
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -140,11 +151,12 @@ where
         eof: this.eof,
         phase: std::mem::replace(&mut this.phase, Phase::Closed),
         // Dropped before it finishes only when the runtime shuts down.
-        hand_off: |_| false,
+        hand_off: |_, _| false,
         ops: this.ops,
     };
     runtime.spawn(async move {
         let _ = poll_fn(|cx| rest.poll_close(cx)).await;
+        drop(detached);
     });
     true
 }
@@ -152,7 +164,8 @@ where
 impl<T> Drop for LingerIo<T> {
     fn drop(&mut self) {
         if self.io.is_some() && self.close_is_unfinished() {
-            (self.hand_off)(self);
+            let detached = self.handle.listener().detach_dropped();
+            (self.hand_off)(self, detached);
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::LingerConfig;
 use crate::connection::{AsConnectionHandle, ConnectionHandle};
-use crate::listener::state::ListenerState;
+use crate::listener::state::{DetachedLinger, ListenerState};
 
 use close::{hand_off, Phase, HANDED_OFF};
 use discard::{ops_for, Ops};
@@ -74,7 +74,7 @@ pub struct LingerIo<T> {
     /// Moves the IO and the rest of its close onto a task of its own, and
     /// says whether it did; set by the constructors, where `T: Send +
     /// 'static` is known.
-    hand_off: fn(&mut LingerIo<T>) -> bool,
+    hand_off: fn(&mut LingerIo<T>, DetachedLinger) -> bool,
     /// How the drain reads and what it can ask the kernel.
     ops: Ops<T>,
 }

@@ -42,10 +42,12 @@ use crate::middleware::service::Linger;
 /// For a graceful shutdown, call the shutdown handle's
 /// [`begin`](LingerShutdown::begin) beside axum-server's
 /// `Handle::graceful_shutdown`: hyper then makes the responses in flight say
-/// `Connection: close`, and every linger is cut to the short deadline.
-/// Connections axum-server drops when its grace period ends finish their
-/// lingering close on tasks of their own; [`LingerShutdown::wait`] waits
-/// for them.
+/// `Connection: close`, every linger is cut to the short deadline, and the
+/// lingers that begin from then on run in place, where axum-server waits
+/// for them. After `serve` returns, [`LingerShutdown::wait`] waits for the
+/// lingers on tasks of their own: those detached before the shutdown
+/// ([`LingerConfig::detach`], the default) and those of connections
+/// axum-server dropped when its grace period ended.
 pub struct LingerAcceptor<A = DefaultAcceptor> {
     inner: A,
     state: Arc<ListenerState>,

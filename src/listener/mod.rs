@@ -18,6 +18,7 @@ pub(crate) mod state;
 pub(crate) mod stats;
 
 use std::fmt;
+use std::future::Future as _;
 use std::io;
 use std::sync::Arc;
 
@@ -184,8 +185,23 @@ where
     type Io = LingerIo<L::Io>;
     type Addr = L::Addr;
 
+    /// Accepts the next connection, until the shutdown has begun
+    /// ([`LingerShutdown::begin`]): from then on it waits for ever, while
+    /// [`LingerShutdown::on`] waits for the detached lingers before axum
+    /// stops its accept loop.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.inner.accept().await;
+        let (io, addr) = {
+            let mut stopped = std::pin::pin!(self.state.shutdown.cancelled());
+            let mut accepted = std::pin::pin!(self.inner.accept());
+            std::future::poll_fn(|cx| {
+                if stopped.as_mut().poll(cx).is_ready() {
+                    // Pending for good; axum's accept loop ends on its signal.
+                    return std::task::Poll::Pending;
+                }
+                accepted.as_mut().poll(cx)
+            })
+            .await
+        };
         (self.wrap(io), addr)
     }
 

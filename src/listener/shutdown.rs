@@ -10,33 +10,36 @@ use crate::listener::stats::LingerStats;
 /// Graceful shutdown for a [`LingerListener`](crate::LingerListener)'s
 /// connections, lingering ones included.
 ///
-/// [`begin`](Self::begin) tells every connection the server is stopping:
-/// the [`Linger`](crate::Linger) middleware adds `Connection: close` to the
-/// responses still in flight, and every linger, running or yet to start,
-/// is cut to the [`short_deadline`](crate::LingerConfig::short_deadline).
+/// [`begin`](Self::begin) tells every linger the server is stopping: every
+/// linger, running or yet to start, is cut to the
+/// [`short_deadline`](crate::LingerConfig::short_deadline), and from then on
+/// a linger runs in place, inside its connection's task, rather than on a
+/// task of its own ([`LingerConfig::detach`](crate::LingerConfig::detach)),
+/// so that the server's own graceful shutdown waits for it.
 /// [`wait`](Self::wait) resolves once no connection lingers.
 ///
-/// With axum, pass [`on`](Self::on) to `with_graceful_shutdown`: axum waits
-/// for its connection tasks (a linger that hyper runs through
-/// `poll_shutdown` is part of them); then `wait` covers the lingers that
-/// run on tasks of their own (connections hyper dropped without a
-/// shutdown). With a hand-written hyper-util loop, call `begin` beside
-/// `GracefulShutdown::shutdown`.
+/// With axum, pass [`on`](Self::on) to `with_graceful_shutdown`: it begins
+/// the shutdown on the signal and waits for the lingers detached before it;
+/// axum then waits for its connection tasks, lingers in place included, so
+/// `serve` returns once every linger has ended. With a hand-written
+/// hyper-util loop, call `begin` beside `GracefulShutdown::shutdown`, and
+/// `wait` after it.
 ///
 /// # Example
 ///
 /// ```
 /// use axum::{routing::get, Router};
 /// use linger::{LingerLayer, LingerListener};
+/// use tower::Layer;
 ///
 /// # async {
-/// let app = Router::new().route("/", get(|| async { "hi" })).layer(LingerLayer::new());
-/// let listener = LingerListener::new(tokio::net::TcpListener::bind("127.0.0.1:3000").await?);
+/// let app = Router::new().route("/", get(|| async { "hi" }));
+/// let listener = LingerListener::bind("127.0.0.1:3000").await?;
 /// let shutdown = listener.shutdown_handle();
-/// axum::serve(listener, app)
+/// axum::serve(listener, LingerLayer::new().layer(app))
 ///     .with_graceful_shutdown(shutdown.on(async { tokio::signal::ctrl_c().await.ok(); }))
 ///     .await?;
-/// shutdown.wait().await;
+/// // Every linger has ended.
 /// # Ok::<_, std::io::Error>(())
 /// # };
 /// ```
@@ -66,8 +69,25 @@ impl LingerShutdown {
         self.state.counters.snapshot()
     }
 
-    /// A future that waits for `signal`, then [begins](Self::begin) the
-    /// shutdown: the argument for axum's `with_graceful_shutdown`.
+    /// A future that waits for `signal`, [begins](Self::begin) the
+    /// shutdown, then waits for the lingers running on tasks of their own
+    /// ([`LingerConfig::detach`](crate::LingerConfig::detach), the default)
+    /// to end: the argument for axum's `with_graceful_shutdown`.
+    ///
+    /// axum stops accepting and closes its connections once this future
+    /// resolves, and its `serve` returns once every connection task has
+    /// ended. A linger that begins after the shutdown runs in place, inside
+    /// its connection's task, so axum waits for it; the ones detached
+    /// before it are what this future waits for. Each is cut to the
+    /// [`short_deadline`](crate::LingerConfig::short_deadline) (2 s by
+    /// default), so the wait is bounded by it. Meanwhile the
+    /// [`LingerListener`](crate::LingerListener) hands axum no new
+    /// connection.
+    ///
+    /// One close escapes both: a connection hyper drops on an error after
+    /// this future resolved (a malformed request during axum's graceful
+    /// phase) finishes its close on a task of its own; [`wait`](Self::wait)
+    /// after `serve` covers it.
     pub fn on<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
     where
         F: Future<Output = ()> + Send + 'static,
@@ -76,17 +96,23 @@ impl LingerShutdown {
         async move {
             signal.await;
             this.begin();
+            this.wait_for(|state| state.detached() == 0).await;
         }
     }
 
-    /// Resolves once no connection of the listener lingers. After
-    /// [`begin`](Self::begin), that is within the short deadline.
+    /// Resolves once no connection of the listener lingers, in place or on
+    /// a task of its own. After [`begin`](Self::begin), that is within the
+    /// short deadline of the last linger to start.
     pub async fn wait(&self) {
+        self.wait_for(|state| state.counters.live() == 0).await;
+    }
+
+    async fn wait_for(&self, done: impl Fn(&ListenerState) -> bool) {
         loop {
             let idle = self.state.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
-            if self.state.counters.live() == 0 {
+            if done(&self.state) {
                 return;
             }
             idle.await;

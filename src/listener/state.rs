@@ -1,5 +1,6 @@
 //! [`ListenerState`]: what every connection of one listener shares.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -17,7 +18,12 @@ pub(crate) struct ListenerState {
     pub(crate) config: LingerConfig,
     pub(crate) counters: Counters,
     pub(crate) shutdown: CancellationToken,
-    /// Woken when the last linger ends.
+    /// Set by [`begin_shutdown`](Self::begin_shutdown), read beside
+    /// `detached` (see [`detach`](Self::detach)).
+    shutting_down: AtomicBool,
+    /// Lingers running on tasks of their own.
+    detached: AtomicUsize,
+    /// Woken when the last linger ends, and when the last detached one does.
     pub(crate) idle: Notify,
 }
 
@@ -27,15 +33,57 @@ impl ListenerState {
             config,
             counters: Counters::default(),
             shutdown: CancellationToken::new(),
+            shutting_down: AtomicBool::new(false),
+            detached: AtomicUsize::new(0),
             idle: Notify::new(),
         })
     }
 
     pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.store(true, SeqCst);
         self.shutdown.cancel();
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.shutting_down.load(SeqCst)
+    }
+
+    /// Counts a linger about to leave its connection for a task of its own
+    /// ([`LingerConfig::detach`]), unless the shutdown has begun: from then
+    /// on a linger stays in place, where the server's graceful shutdown
+    /// waits for it. `None` means: stay in place.
+    ///
+    /// The count goes up before the flag is read, and
+    /// [`begin_shutdown`](Self::begin_shutdown) sets the flag before
+    /// [`detached`](Self::detached) reads the count (all `SeqCst`), so a
+    /// linger that detaches after the shutdown began is always seen by
+    /// whoever waits for the count to reach 0.
+    pub(crate) fn detach(self: &Arc<Self>) -> Option<DetachedLinger> {
+        self.detached.fetch_add(1, SeqCst);
+        let counted = DetachedLinger(self.clone());
+        (!self.is_shutting_down()).then_some(counted)
+    }
+
+    /// Counts a linger that must run on a task of its own whatever the
+    /// shutdown (its connection was dropped before its close finished).
+    pub(crate) fn detach_dropped(self: &Arc<Self>) -> DetachedLinger {
+        self.detached.fetch_add(1, SeqCst);
+        DetachedLinger(self.clone())
+    }
+
+    /// Lingers running on tasks of their own.
+    pub(crate) fn detached(&self) -> usize {
+        self.detached.load(SeqCst)
+    }
+}
+
+/// One linger counted as running on a task of its own, until dropped.
+pub(crate) struct DetachedLinger(Arc<ListenerState>);
+
+impl Drop for DetachedLinger {
+    fn drop(&mut self) {
+        if self.0.detached.fetch_sub(1, SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }

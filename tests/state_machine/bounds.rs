@@ -204,6 +204,7 @@ async fn a_read_error_ends_the_linger() {
 #[tokio::test(start_paused = true)]
 async fn unbounded_looking_bounds_do_not_overflow() {
     let config = LingerConfig::new()
+        .with_detach(false)
         .with_idle_timeout(Duration::MAX)
         .with_deadline(Duration::MAX)
         .with_short_deadline(Duration::MAX)

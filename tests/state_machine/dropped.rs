@@ -1,10 +1,11 @@
-//! After the close: `shutdown` again once it completed, and a `LingerIo`
+//! After the close: `shutdown` again once it completed, a `LingerIo`
 //! dropped before its close completed (finished on a task, or plainly
-//! outside a runtime).
+//! outside a runtime), and detached lingers (the default), which stay in
+//! place once the shutdown has begun.
 
 use std::time::Duration;
 
-use linger::{LingerIo, LingerMode};
+use linger::{LingerIo, LingerListener, LingerMode};
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
 use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready_ok, task};
@@ -138,4 +139,43 @@ fn dropped_outside_a_runtime_closes_plainly() {
     let mut read = task::spawn(peer.read(&mut buf));
     assert_eq!(assert_ready_ok!(read.poll()), 0, "peer sees EOF");
     assert_eq!(counts(&handle), Counts::default());
+}
+
+/// Detached (the default): `shutdown` is ready once the IO has half-closed,
+/// and the linger goes on on a task of its own, counted, until the peer
+/// closes. Once the listener's shutdown has begun, the same close runs in
+/// place: `shutdown` is the linger, as the server's graceful shutdown
+/// needs.
+#[tokio::test]
+async fn detached_until_the_shutdown_begins() {
+    let listener = LingerListener::with_config((), config(LingerMode::On).with_detach(true));
+    for begun in [false, true] {
+        if begun {
+            listener.shutdown_handle().begin();
+        }
+        let (server, mut peer) = duplex(64 << 10);
+        let mut io = listener.wrap(server);
+        within(peer.write_all(REQUEST)).await.unwrap();
+        let mut buf = [0u8; 256];
+        within(io.read(&mut buf)).await.unwrap();
+        let tasks = alive_tasks();
+        let mut shutdown = task::spawn(io.shutdown());
+        if begun {
+            assert_pending!(shutdown.poll(), "in place once the shutdown began");
+            assert_eq!(alive_tasks(), tasks);
+        } else {
+            assert_ready_ok!(shutdown.poll(), "detached: ready after the half-close");
+            assert_eq!(alive_tasks(), tasks + 1, "a task runs the linger");
+        }
+        expect_eof(&mut peer).await;
+        assert!(settle(|| listener.stats().lingering == 1).await);
+        drop(peer);
+        if begun {
+            assert_ready_ok!(shutdown.poll());
+        }
+        drop(shutdown);
+        assert!(settle(|| listener.stats().lingering == 0).await);
+        assert!(settle(|| alive_tasks() == tasks).await, "the task ended");
+    }
+    assert_eq!(listener.stats().peer_closed, 2);
 }

@@ -50,8 +50,11 @@ pub(crate) fn counts(handle: &ConnectionHandle) -> Counts {
     handle.stats().into()
 }
 
+/// The configuration the tests share: lingers in place (not the default),
+/// so the shutdown future is the linger and can be polled by hand.
 pub(crate) fn config(mode: LingerMode) -> LingerConfig {
     LingerConfig::new()
+        .with_detach(false)
         .with_mode(mode)
         .with_idle_timeout(IDLE)
         .with_deadline(DEADLINE)
