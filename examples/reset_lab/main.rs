@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example reset_lab                      # the demo
-//! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger] [--idle-timeout SECS] [--detach] [--max-lingering N]
+//! cargo run --release --example reset_lab -- serve --port 8080 [--bind 127.0.0.1] [--no-linger] [--idle-timeout SECS] [--in-place] [--copy-drain] [--max-lingering N]
 //! cargo run --release --example reset_lab -- probe --port 8080 [--host 127.0.0.1] [--trials 10] [--json] [--expect-whole]
 //! cargo run --release --example reset_lab -- soak [--seconds 60]   # mixed traffic; exit 1 if anything was lost or leaked
 //! ```
@@ -139,20 +139,21 @@ fn serve(args: &[String]) -> ExitCode {
     let port: u16 = flag(args, "--port").map_or(8080, parse);
     let bind = flag(args, "--bind").unwrap_or("127.0.0.1");
     let idle = flag(args, "--idle-timeout").map_or(5, parse::<u64>);
-    let detach = args.iter().any(|a| a == "--detach");
+    let in_place = args.iter().any(|a| a == "--in-place");
     let max_lingering = flag(args, "--max-lingering").map_or(linger::DEFAULT_MAX_LINGERING, parse);
-    let config = (!args.iter().any(|a| a == "--no-linger")).then(|| {
-        LingerConfig::new()
-            .with_idle_timeout(std::time::Duration::from_secs(idle))
-            .with_detach(detach)
-            .with_max_lingering(max_lingering)
-    });
+    let config = LingerConfig::new()
+        .with_idle_timeout(std::time::Duration::from_secs(idle))
+        .with_detach(!in_place)
+        .with_max_lingering(max_lingering);
+    let close = if args.iter().any(|a| a == "--no-linger") {
+        lab::Close::Plain
+    } else if args.iter().any(|a| a == "--copy-drain") {
+        lab::Close::Copying(config)
+    } else {
+        lab::Close::Linger(config, linger::LingerLayer::new())
+    };
     let rt = runtime();
     rt.block_on(async {
-        let close = match config {
-            Some(config) => lab::Close::Linger(config, linger::LingerLayer::new()),
-            None => lab::Close::Plain,
-        };
         let listener = match lab::bind((bind, port), &close).await {
             Ok(l) => l,
             Err(e) => {
@@ -163,13 +164,13 @@ fn serve(args: &[String]) -> ExitCode {
         eprintln!(
             "reset lab serving on {} ({})",
             listener.local_addr().expect("local addr"),
-            if config.is_some() {
-                "lingering close"
-            } else {
-                "no linger"
+            match close {
+                lab::Close::Plain => "no linger",
+                lab::Close::Copying(_) => "lingering close, copying drain",
+                _ => "lingering close",
             }
         );
-        lab::serve(listener, lab::app(), config).await;
+        lab::serve_closing(listener, lab::app(), close).await;
         ExitCode::SUCCESS
     })
 }

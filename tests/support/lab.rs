@@ -13,6 +13,7 @@ use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown, LingerSt
 use tokio::net::TcpListener;
 use tower::Layer;
 
+use super::copying::CopyingListener;
 use super::runtime::runtime;
 use super::stats;
 
@@ -64,6 +65,10 @@ pub(crate) enum Close {
     Linger(LingerConfig, LingerLayer),
     /// Through [`LingerListener`] alone, without the middleware.
     ListenerOnly(LingerConfig),
+    /// As `Linger` with the default middleware, but each stream behind a
+    /// newtype, so that the drain copies into the scratch buffer rather
+    /// than discarding with `recv(MSG_TRUNC)`.
+    Copying(LingerConfig),
 }
 
 /// A loopback-or-given listener fit for `close`: with the crate's backlog
@@ -75,7 +80,7 @@ pub(crate) async fn bind(
 ) -> std::io::Result<TcpListener> {
     match close {
         Close::Plain => TcpListener::bind(addr).await,
-        Close::Linger(..) | Close::ListenerOnly(_) => {
+        Close::Linger(..) | Close::ListenerOnly(_) | Close::Copying(_) => {
             Ok(LingerListener::bind(addr).await?.into_inner())
         }
     }
@@ -88,6 +93,12 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, config: Option<Lin
         Some(config) => Close::Linger(config, LingerLayer::new()),
         None => Close::Plain,
     };
+    serve_closing(listener, app, close).await;
+}
+
+/// Serves `app` on `listener`, closing as `close` says, until the task is
+/// dropped.
+pub(crate) async fn serve_closing(listener: TcpListener, app: Router, close: Close) {
     serve_with(listener, app, close, None).await;
 }
 
@@ -121,6 +132,13 @@ async fn serve_with(
                 let _ = lingers.send(listener.shutdown_handle());
             }
             axum::serve(listener, app).await
+        }
+        Close::Copying(config) => {
+            let listener = LingerListener::with_config(CopyingListener(listener), config);
+            if let Some(lingers) = lingers {
+                let _ = lingers.send(listener.shutdown_handle());
+            }
+            axum::serve(listener, LingerLayer::new().layer(app)).await
         }
         Close::Plain => {
             drop(lingers); // nothing to send: the waiting side gets `None`

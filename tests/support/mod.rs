@@ -10,6 +10,7 @@
 
 pub(crate) mod bounds;
 pub(crate) mod client;
+pub(crate) mod copying;
 pub(crate) mod lab;
 pub(crate) mod leaks;
 pub(crate) mod logs;
