@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench cost                 # every wiring, every workload (about five minutes)
 //! cargo bench --bench cost -- --quick      # N = 200 and 600 instead of 1,000 and 3,000
+//! cargo bench --bench cost -- --only readme --workloads get,post   # a subset (plain always runs)
 //! ```
 //!
 //! For each wiring (plain axum, the README's, the others the README
@@ -48,6 +49,24 @@ fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; other arguments filter nothing here.
     let quick = args.iter().any(|a| a == "--quick");
     let n = if quick { 200 } else { 1000 };
+    let listed = |flag: &str| -> Option<Vec<String>> {
+        let at = args.iter().position(|a| a == flag)?;
+        Some(args.get(at + 1)?.split(',').map(str::to_owned).collect())
+    };
+    let wirings: Vec<Wiring> = match listed("--only") {
+        Some(names) => Wiring::ALL
+            .into_iter()
+            .filter(|w| *w == Wiring::Plain || names.iter().any(|n| n == w.name()))
+            .collect(),
+        None => Wiring::ALL.to_vec(),
+    };
+    let workloads: Vec<Workload> = match listed("--workloads") {
+        Some(names) => Workload::ALL
+            .into_iter()
+            .filter(|w| names.contains(&w.name()))
+            .collect(),
+        None => Workload::ALL.to_vec(),
+    };
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("valgrind is missing: install it (apt-get install -y valgrind)");
         return ExitCode::FAILURE;
@@ -58,13 +77,13 @@ fn main() -> ExitCode {
         2 * n
     );
     println!();
-    let names: Vec<String> = Workload::ALL.iter().map(|w| w.name()).collect();
+    let names: Vec<String> = workloads.iter().map(|w| w.name()).collect();
     println!("| wiring | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(names.len()));
-    let mut baseline = [0.0; Workload::ALL.len()];
-    for wiring in Wiring::ALL {
+    let mut baseline = vec![0.0; workloads.len()];
+    for &wiring in &wirings {
         let mut cells = Vec::new();
-        for (i, workload) in Workload::ALL.into_iter().enumerate() {
+        for (i, &workload) in workloads.iter().enumerate() {
             let per_request = match per_request(wiring, workload, n) {
                 Ok(x) => x,
                 Err(e) => {
@@ -85,7 +104,7 @@ fn main() -> ExitCode {
         println!("| {} | {} |", wiring.name(), cells.join(" | "));
     }
     println!();
-    for wiring in Wiring::ALL {
+    for wiring in wirings {
         println!("- {}: {}", wiring.name(), wiring.about());
     }
     ExitCode::SUCCESS

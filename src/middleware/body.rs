@@ -24,6 +24,13 @@ pub trait InnerBody<B> {
 
     /// The inner service's body for a body the middleware does not track.
     fn untracked(body: B) -> Self::Body;
+
+    /// The inner service's request for a request whose body the middleware
+    /// does not track: [`untracked`](Self::untracked) on its body.
+    #[inline]
+    fn untracked_request(req: http::Request<B>) -> http::Request<Self::Body> {
+        req.map(Self::untracked)
+    }
 }
 
 /// The default [`InnerBody`]: the inner service receives
@@ -61,6 +68,12 @@ impl InnerBody<axum::body::Body> for AxumBodies {
 
     fn untracked(body: axum::body::Body) -> Self::Body {
         body
+    }
+
+    /// The request itself, not taken apart and put back together.
+    #[inline]
+    fn untracked_request(req: http::Request<axum::body::Body>) -> http::Request<Self::Body> {
+        req
     }
 }
 

@@ -37,6 +37,7 @@ pub(crate) struct Tracked<B> {
 }
 
 impl<F: Future, B> ResponseFuture<F, B> {
+    #[inline]
     pub(crate) fn new(inner: F, tracked: Option<Tracked<B>>) -> Self {
         Self {
             inner,
@@ -53,43 +54,55 @@ where
 {
     type Output = Result<Response<R>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(rescuing) = this.rescuing.as_mut() {
             let drained = ready!(rescuing.poll_discard(cx));
-            let response = this.rescuing.take().expect("rescuing").response;
+            let mut out = this.rescuing.take().expect("rescuing").response;
             let tracked = this.tracked.take().expect("a rescue's request");
-            return Poll::Ready(response.map(|res| tracked.finish(res, !drained)));
+            if let Ok(res) = &mut out {
+                tracked.finish(res, !drained);
+            }
+            return Poll::Ready(out);
         }
-        let res = ready!(this.inner.poll(cx))?;
-        let Some(tracked) = this.tracked.take() else {
-            return Poll::Ready(Ok(res));
+        // The response is changed where it lies, never moved, on the path
+        // every request takes.
+        let mut out = ready!(this.inner.poll(cx));
+        let (Some(tracked), Ok(res)) = (this.tracked.as_ref(), out.as_mut()) else {
+            return Poll::Ready(out);
         };
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return Poll::Ready(Ok(res));
+            return Poll::Ready(out);
         }
         let unread = tracked.tracker.as_ref().is_some_and(|t| !t.is_finished());
         // Asked only of an unread body: a response that keeps its
         // connection costs no header lookup.
-        if let Some(rescue) = unread.then(|| tracked.rescue_for(&res)).flatten() {
+        if let Some(rescue) = unread.then(|| tracked.rescue_for(res)).flatten() {
             if let Some(body) = tracked.tracker.as_ref().and_then(|t| t.take_leftover()) {
-                match rescue.start(Ok(res), body) {
+                return match rescue.start(out, body) {
                     Ok(mut rescuing) => {
                         if let Poll::Ready(drained) = rescuing.poll_discard(cx) {
-                            let response = rescuing.response;
-                            return Poll::Ready(response.map(|res| tracked.finish(res, !drained)));
+                            let mut out = rescuing.response;
+                            if let Ok(res) = &mut out {
+                                tracked.finish(res, !drained);
+                            }
+                            return Poll::Ready(out);
                         }
                         *this.rescuing = Some(Box::new(rescuing));
-                        *this.tracked = Some(tracked);
-                        return Poll::Pending;
+                        Poll::Pending
                     }
-                    Err(response) => {
-                        return Poll::Ready(response.map(|res| tracked.finish(res, true)))
+                    Err(mut out) => {
+                        if let Ok(res) = &mut out {
+                            tracked.finish(res, true);
+                        }
+                        Poll::Ready(out)
                     }
-                }
+                };
             }
         }
-        Poll::Ready(Ok(tracked.finish(res, unread)))
+        tracked.finish(res, unread);
+        Poll::Ready(out)
     }
 }
 
@@ -111,7 +124,8 @@ impl<B> Tracked<B> {
     /// Makes a response that ends its connection say so, and marks the
     /// handle: when the body was left `unread`, or the connection was
     /// marked closing.
-    fn finish<R>(&self, mut res: Response<R>, unread: bool) -> Response<R> {
+    #[inline]
+    fn finish<R>(&self, res: &mut Response<R>, unread: bool) {
         let closing = self
             .handle
             .as_ref()
@@ -122,7 +136,6 @@ impl<B> Tracked<B> {
                 handle.mark_closing();
             }
         }
-        res
     }
 }
 

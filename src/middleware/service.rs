@@ -204,31 +204,38 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if req.version() >= Version::HTTP_2 {
-            return ResponseFuture::new(self.inner.call(req.map(W::untracked)), None);
+            return ResponseFuture::new(self.inner.call(W::untracked_request(req)), None);
         }
         let handle = match &self.conn {
             Conn::Known(handle) => Some(handle.clone()),
             Conn::Unknown(warned) => find_handle(req.extensions(), warned),
         };
+        if req.body().is_end_stream() {
+            // Nothing to track (a GET, say): the request goes on as it is,
+            // and only a marked connection can change the response.
+            let tracked = handle.map(|handle| Tracked {
+                tracker: None,
+                handle: Some(handle),
+            });
+            return ResponseFuture::new(self.inner.call(W::untracked_request(req)), tracked);
+        }
         let (parts, body) = req.into_parts();
-        let (body, tracker) = if body.is_end_stream() {
-            (W::untracked(body), None)
-        } else {
-            // HTTP/1.0 only: a header lookup on every request with a body
-            // would cost more than the rare rescue it saves (a 1.1 request
-            // that says `Connection: close` and whose body goes unread).
-            let ends = parts.version <= Version::HTTP_10;
-            let (body, tracker) = LingerBody::track(body, self.rescue, ends);
-            (W::tracked(body), Some(tracker))
+        // HTTP/1.0 only: a header lookup on every request with a body would
+        // cost more than the rare rescue it saves (a 1.1 request that says
+        // `Connection: close` and whose body goes unread).
+        let ends = parts.version <= Version::HTTP_10;
+        let (body, tracker) = LingerBody::track(body, self.rescue, ends);
+        let tracked = Tracked {
+            tracker: Some(tracker),
+            handle,
         };
-        let tracked = match (tracker, handle) {
-            (None, None) => None,
-            (tracker, handle) => Some(Tracked { tracker, handle }),
-        };
-        let inner = self.inner.call(Request::from_parts(parts, body));
-        ResponseFuture::new(inner, tracked)
+        let inner = self
+            .inner
+            .call(Request::from_parts(parts, W::tracked(body)));
+        ResponseFuture::new(inner, Some(tracked))
     }
 }
 
