@@ -6,6 +6,7 @@
 //! cargo bench --bench cost                 # every wiring, every workload (about five minutes)
 //! cargo bench --bench cost -- --quick      # N = 200 and 600 instead of 1,000 and 3,000
 //! cargo bench --bench cost -- --only readme --workloads get,post   # a subset (plain always runs)
+//! cargo bench --bench cost -- --profile --only readme --workloads get   # where the extra instructions go
 //! ```
 //!
 //! For each wiring (plain axum, the README's, the others the README
@@ -27,9 +28,11 @@
 //! valgrind (`apt-get install valgrind`) and fails without it.
 
 mod client;
+mod profile;
 mod serve;
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -70,6 +73,15 @@ fn main() -> ExitCode {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("valgrind is missing: install it (apt-get install -y valgrind)");
         return ExitCode::FAILURE;
+    }
+    if args.iter().any(|a| a == "--profile") {
+        return match profile::compare(&wirings, &workloads, n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("profile: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     println!(
         "user-space instructions per request (callgrind; totals at {} minus at {n}, over {})",
@@ -119,6 +131,22 @@ fn per_request(wiring: Wiring, workload: Workload, n: usize) -> Result<f64, Stri
 
 /// Total instructions of one server run that serves `requests` requests.
 fn total(wiring: Wiring, workload: Workload, requests: usize) -> Result<u64, String> {
+    let out = run(wiring, workload, requests)?;
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(&out);
+    text?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals: ")
+                .or_else(|| l.strip_prefix("summary: "))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no totals in callgrind's output".to_owned())
+}
+
+/// Runs the server under callgrind for `requests` requests; the path of
+/// callgrind's output, which the caller removes.
+fn run(wiring: Wiring, workload: Workload, requests: usize) -> Result<PathBuf, String> {
     let out = std::env::temp_dir().join(format!(
         "linger-cost-{}-{}-{}-{requests}.out",
         std::process::id(),
@@ -147,13 +175,5 @@ fn total(wiring: Wiring, workload: Workload, requests: usize) -> Result<u64, Str
     let status = client::wait(&mut child, Duration::from_secs(120));
     driven?;
     status?;
-    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&out);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("totals: ")
-                .or_else(|| l.strip_prefix("summary: "))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no totals in callgrind's output".to_owned())
+    Ok(out)
 }
