@@ -17,7 +17,7 @@ while they all linger, over N.
 Drain CPU: 16 clients each take a close response and then write 48 MiB as
 fast as they can (under the crate's 64 MiB byte cap): the server's CPU time
 (user + system, from /proc/PID/stat) over the GiB it discarded. The servers
-take turns for 3 rounds; the table gives the median, the spread, and the
+take turns for 5 rounds; the table gives the median, the spread, and the
 ratio to nginx in the same run (CPU time on a shared machine is noisy; the
 ratio is the figure to read).
 """
@@ -139,7 +139,7 @@ def start_lab(port, *flags):
     return p, p.pid
 
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def drain_cpu(pid, port):
