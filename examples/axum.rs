@@ -81,6 +81,9 @@ async fn main() -> std::io::Result<()> {
             tracing::info!("shutting down");
         }))
         .await?;
+    // The one close `on` cannot see: a connection hyper dropped on an error
+    // during axum's graceful shutdown finishes its close on a task.
+    shutdown.wait().await;
     tracing::info!("stopped: {:?}", shutdown.stats());
     Ok(())
 }

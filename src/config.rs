@@ -182,11 +182,14 @@ impl LingerConfig {
     ///
     /// Graceful shutdown still covers them: once
     /// [`LingerShutdown::begin`](crate::LingerShutdown::begin) was called,
-    /// lingers run in place, inside their connection's task, which the
-    /// server's graceful shutdown waits for; the ones detached before are
-    /// what [`LingerShutdown::on`](crate::LingerShutdown::on) (axum) and
+    /// lingers that begin in `poll_shutdown` run in place, inside their
+    /// connection's task, which the server's graceful shutdown waits for;
+    /// the ones detached before are what
+    /// [`LingerShutdown::on`](crate::LingerShutdown::on) (axum) and
     /// [`LingerShutdown::wait`](crate::LingerShutdown::wait) (any server)
-    /// wait for. With `false`, every linger runs in place.
+    /// wait for. With `false`, every linger that begins in `poll_shutdown`
+    /// runs in place. Either way, a connection dropped with its close
+    /// unfinished (hyper's error paths) finishes it on a task of its own.
     #[must_use]
     pub const fn with_detach(mut self, detach: bool) -> Self {
         self.detach = detach;

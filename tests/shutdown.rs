@@ -57,6 +57,10 @@ struct Server {
 
 impl Server {
     fn start(wiring: Wiring) -> Self {
+        Self::start_with(wiring, SHORT)
+    }
+
+    fn start_with(wiring: Wiring, short: Duration) -> Self {
         let rt = runtime();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let gate = Gate::default();
@@ -71,7 +75,7 @@ impl Server {
                 // Clients that never close linger until the shutdown cuts
                 // them, not until an idle timeout.
                 let config = LingerConfig::new()
-                    .with_short_deadline(SHORT)
+                    .with_short_deadline(short)
                     .with_idle_timeout(Duration::from_secs(120));
                 let listener = LingerListener::with_config(tcp, config);
                 let shutdown = listener.shutdown_handle();
@@ -299,4 +303,56 @@ fn the_readme_graceful_shutdown_waits_for_detached_lingers() {
             server.rt.block_on(shutdown.wait());
         }
     }
+}
+
+/// While `LingerShutdown::on` waits for the detached lingers (here held by
+/// a client that never closes, under a long short deadline), axum has not
+/// begun its own shutdown: a keep-alive connection is still served, and
+/// its response says `Connection: close` (the same request before the
+/// signal did not); a connection made meanwhile is not served at all, and
+/// is reset once `serve` drops the listener.
+#[test]
+fn while_on_waits_responses_say_close_and_nothing_new_is_accepted() {
+    let _serial = serial();
+    let mut server = Server::start_with(Wiring::Readme, Duration::from_secs(60));
+    let mut keep_alive = idle_connection(server.addr);
+    let holder = server.lingering_clients(1);
+    server.stop.take().unwrap().send(()).unwrap();
+    let shutdown = server.shutdown.clone().unwrap();
+    wait_until(BOUND, Duration::from_millis(1), || shutdown.is_begun()).expect("shutdown begun");
+
+    keep_alive
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .unwrap();
+    let res = read_response(&mut keep_alive).unwrap();
+    assert!(res.head.closes(), "during the wait: {}", res.head.text);
+    assert_eq!(res.body, b"ok");
+    let (_, clean) = clean_end(&mut keep_alive);
+    assert!(clean, "the keep-alive connection was reset");
+    drop(keep_alive); // its linger, in place, ends with this close
+
+    let mut late = connect(server.addr, None).unwrap();
+    late.write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .unwrap();
+    // Nothing comes back while `on` waits. (A server that accepted it would
+    // answer within this second; one that does not never will, so the
+    // check cannot fail on a slow machine, only miss a fault.)
+    late.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut late, &mut byte);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "a connection made during the wait got {early:?}"
+    );
+    // The holder closes: its linger ends, `on` returns, axum shuts down.
+    drop(holder);
+    assert!(server.finished_within(BOUND), "serve did not return");
+    let (got, _) = read_to_close(&mut late);
+    assert!(
+        got.is_empty(),
+        "a connection made during the wait was served: {got:?}"
+    );
 }

@@ -6,20 +6,22 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::drain::{later, Drain};
 use super::LingerIo;
-use crate::config::LingerMode;
+use crate::config::{LingerConfig, LingerMode};
+use crate::connection::ConnectionHandle;
 use crate::listener::state::DetachedLinger;
 
 /// Where a connection's close stands.
 pub(super) enum Phase {
     Open,
-    /// Flushing and half-closing; the timer, made only if that blocks,
-    /// bounds it by the deadline.
-    Closing(WhenToLinger, Option<Pin<Box<Sleep>>>),
+    /// Flushing and half-closing; the bound, made only if that blocks.
+    Closing(WhenToLinger, Option<Pin<Box<HalfCloseBound>>>),
     Draining(Pin<Box<Drain>>),
     Closed,
 }
@@ -73,12 +75,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         Poll::Ready(result) => result,
                         Poll::Pending => {
                             // A TLS close_notify stuck behind a full window,
-                            // say: bounded by the deadline like the drain.
-                            let deadline = self.handle.config().deadline();
-                            let timer = timer.get_or_insert_with(|| {
-                                Box::pin(tokio::time::sleep_until(later(Instant::now(), deadline)))
-                            });
-                            ready!(timer.as_mut().poll(cx));
+                            // say: bounded like the drain.
+                            let bound = timer
+                                .get_or_insert_with(|| Box::pin(HalfCloseBound::new(&self.handle)));
+                            ready!(bound.as_mut().poll_expired(self.handle.config(), cx));
                             Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 "the half-close did not complete within the deadline",
@@ -128,6 +128,40 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
     }
 }
 
+pin_project! {
+    /// Bounds a half-close that blocks: by the deadline, cut to the short
+    /// deadline once the listener's shutdown begins, as a drain is.
+    pub(super) struct HalfCloseBound {
+        #[pin]
+        timer: Sleep,
+        #[pin]
+        stop: WaitForCancellationFutureOwned,
+        stopping: bool,
+    }
+}
+
+impl HalfCloseBound {
+    fn new(handle: &ConnectionHandle) -> Self {
+        Self {
+            timer: tokio::time::sleep_until(later(Instant::now(), handle.config().deadline())),
+            stop: handle.listener().shutdown.clone().cancelled_owned(),
+            stopping: false,
+        }
+    }
+
+    fn poll_expired(self: Pin<&mut Self>, config: LingerConfig, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
+            *this.stopping = true;
+            let cut = later(Instant::now(), config.short_deadline());
+            if cut < this.timer.deadline() {
+                this.timer.as_mut().reset(cut);
+            }
+        }
+        this.timer.poll(cx)
+    }
+}
+
 pub(super) const HANDED_OFF: &str = "the IO was handed to a detached linger";
 
 /// Moves the IO and the rest of its close onto a task of its own, counted
@@ -156,6 +190,8 @@ where
     };
     runtime.spawn(async move {
         let _ = poll_fn(|cx| rest.poll_close(cx)).await;
+        // The socket closes before the linger stops being counted.
+        drop(rest);
         drop(detached);
     });
     true

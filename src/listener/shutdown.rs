@@ -77,12 +77,15 @@ impl LingerShutdown {
     /// axum stops accepting and closes its connections once this future
     /// resolves, and its `serve` returns once every connection task has
     /// ended. A linger that begins after the shutdown runs in place, inside
-    /// its connection's task, so axum waits for it; the ones detached
-    /// before it are what this future waits for. Each is cut to the
+    /// its connection's task, so axum waits for it; the ones on tasks of
+    /// their own are what this future waits for. Each is cut to the
     /// [`short_deadline`](crate::LingerConfig::short_deadline) (2 s by
-    /// default), so the wait is bounded by it. Meanwhile the
-    /// [`LingerListener`](crate::LingerListener) hands axum no new
-    /// connection.
+    /// default) from the signal, or from its own start if later, so the
+    /// wait is bounded by it, and `serve` returns within about twice the
+    /// short deadline plus the time the requests in flight take. Meanwhile
+    /// the [`LingerListener`](crate::LingerListener) hands axum no new
+    /// connection, and the [`Linger`](crate::Linger) middleware makes every
+    /// response say `Connection: close`.
     ///
     /// One close escapes both: a connection hyper drops on an error after
     /// this future resolved (a malformed request during axum's graceful
@@ -101,10 +104,13 @@ impl LingerShutdown {
     }
 
     /// Resolves once no connection of the listener lingers, in place or on
-    /// a task of its own. After [`begin`](Self::begin), that is within the
-    /// short deadline of the last linger to start.
+    /// a task of its own (a close handed to a task counts from the moment
+    /// it is handed over, before its drain starts). After
+    /// [`begin`](Self::begin), that is within the short deadline of the
+    /// last linger to start.
     pub async fn wait(&self) {
-        self.wait_for(|state| state.counters.live() == 0).await;
+        self.wait_for(|state| state.counters.live() == 0 && state.detached() == 0)
+            .await;
     }
 
     async fn wait_for(&self, done: impl Fn(&ListenerState) -> bool) {

@@ -122,14 +122,14 @@ impl<B> Tracked<B> {
     }
 
     /// Makes a response that ends its connection say so, and marks the
-    /// handle: when the body was left `unread`, or the connection was
-    /// marked closing.
+    /// handle: when the body was left `unread`, the connection was marked
+    /// closing, or the listener's shutdown has begun.
     #[inline]
     fn finish<R>(&self, res: &mut Response<R>, unread: bool) {
         let closing = self
             .handle
             .as_ref()
-            .is_some_and(ConnectionHandle::is_closing);
+            .is_some_and(|h| h.is_closing() || h.is_shutting_down());
         if unread || closing {
             ensure_close(res.headers_mut());
             if let Some(handle) = &self.handle {

@@ -6,8 +6,9 @@
 //! `Connection: close`, HTTP/1.0 without keep-alive, or its graceful
 //! shutdown began (`enforce_version` in hyper's `proto/h1/conn.rs`). It
 //! does not know, when it encodes the head, that the handler left the
-//! request body unread, nor that the connection was marked closing: those
-//! two are the middleware's.
+//! request body unread, that the connection was marked closing, nor that
+//! the listener's shutdown began before the server's own: those are the
+//! middleware's.
 
 use http::header::{HeaderMap, HeaderValue, CONNECTION};
 

@@ -20,7 +20,7 @@ use crate::middleware::rescue::Rescue;
 /// connection's [`LingerIo`](crate::LingerIo) to linger.
 ///
 /// hyper writes `Connection: close` itself when the request asked for it,
-/// for HTTP/1.0 without keep-alive, and during its graceful shutdown. Two
+/// for HTTP/1.0 without keep-alive, and during its graceful shutdown. The
 /// cases it cannot see when it encodes the response head are the
 /// middleware's:
 ///
@@ -33,7 +33,13 @@ use crate::middleware::rescue::Rescue;
 ///   ([`ConnectionHandle::mark_closing`], by a handler or an inner
 ///   middleware) before the response left the middleware: the response gets
 ///   `Connection: close`, so hyper ends the connection after it and reads no
-///   request pipelined behind it.
+///   request pipelined behind it;
+/// - the listener's shutdown has begun
+///   ([`LingerShutdown::begin`](crate::LingerShutdown::begin)) before the
+///   server's own: while [`LingerShutdown::on`](crate::LingerShutdown::on)
+///   waits for the detached lingers, axum has not told hyper yet, and each
+///   response gets `Connection: close`, so keep-alive connections end
+///   after their current request.
 ///
 /// Responses that keep their connection, HTTP/2 requests and
 /// `101 Switching Protocols` responses pass through untouched.

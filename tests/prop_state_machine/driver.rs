@@ -120,11 +120,14 @@ impl Flag {
     }
 }
 
+/// The largest clock step the driver takes.
+pub(crate) const MAX_STEP: Duration = Duration::from_millis(300);
+
 fn pick_step(rng: &mut Rng) -> Duration {
     ms(match rng.below(10) {
         0 => 0,
         1..=3 => rng.range(1, 20),
-        _ => rng.range(1, 300),
+        _ => rng.range(1, MAX_STEP.as_millis() as u64),
     })
 }
 
@@ -200,6 +203,7 @@ pub(crate) async fn drive(script: &Script, state: &State) -> Run {
             if let Some(stopper) = &stopper {
                 stopper.begin();
                 run.begun_at = Some(Instant::now());
+                lock(state).shutdown_begun = run.begun_at;
                 lock(state).note("driver: server shutdown begins");
             }
         }

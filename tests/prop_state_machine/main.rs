@@ -32,6 +32,7 @@ mod properties;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::driver::{drive, Run};
@@ -56,6 +57,7 @@ struct Coverage {
     outcome: &'static str,
     dropped_unfinished: bool,
     detached: bool,
+    kept_in_place: bool,
     foreground_err: bool,
     shutdown_begun: bool,
 }
@@ -65,7 +67,19 @@ impl Coverage {
         Coverage {
             outcome: outcome_name(&run.stats),
             dropped_unfinished: run.dropped_unfinished,
-            detached: script.detach && run.drain_start.is_some(),
+            // Seen: a close that returned while its linger ran on.
+            detached: run
+                .polls
+                .iter()
+                .any(|p| p.polled == Poll::Ready(Ok(())) && p.stats.lingering > 0),
+            // Seen: a detaching close that lingered in place, the server
+            // shutdown having begun.
+            kept_in_place: run.polls.iter().any(|p| {
+                script.detach
+                    && !properties::may_hand_off(script, p.iteration)
+                    && p.polled.is_pending()
+                    && p.stats.lingering > 0
+            }),
             foreground_err: matches!(run.result, Some(Err(_))),
             shutdown_begun: run.begun_at.is_some(),
         }
@@ -141,13 +155,14 @@ async fn close_state_machine_holds_for_every_seed() {
     let mut failed = Vec::new();
     let mut first = None;
     let mut outcomes = BTreeMap::new();
-    let (mut dropped, mut detached, mut errs, mut begun) = (0, 0, 0, 0);
+    let (mut dropped, mut detached, mut kept, mut errs, mut begun) = (0, 0, 0, 0, 0);
     for seed in 0..SEEDS {
         match run_case(seed).await {
             Ok(c) => {
                 *outcomes.entry(c.outcome).or_insert(0u32) += 1;
                 dropped += u32::from(c.dropped_unfinished);
                 detached += u32::from(c.detached);
+                kept += u32::from(c.kept_in_place);
                 errs += u32::from(c.foreground_err);
                 begun += u32::from(c.shutdown_begun);
             }
@@ -189,6 +204,7 @@ async fn close_state_machine_holds_for_every_seed() {
     for (what, n) in [
         ("dropped unfinished", dropped),
         ("detached", detached),
+        ("detaching, kept in place by the shutdown", kept),
         ("foreground error", errs),
         ("shutdown begun", begun),
     ] {

@@ -52,11 +52,19 @@ pub(crate) struct MockState {
     pub(crate) dropped: bool,
     /// The deadline, which also bounds a pending flush or half-close.
     deadline: Duration,
+    /// The short deadline, which cuts that bound once the server shutdown
+    /// has begun.
+    short: Duration,
+    /// When the server shutdown began (the driver notes it).
+    pub(crate) shutdown_begun: Option<Instant>,
     /// When the close's flush or half-close first returned `Pending`.
     half_close_pending_since: Option<Instant>,
     /// Dropped with the half-close still pending for at least the deadline:
     /// the close gave up on it, as it must.
     pub(crate) half_close_timed_out: bool,
+    /// Dropped with the half-close still pending more than a clock step
+    /// past its bound: by how much.
+    pub(crate) half_close_overran_by: Option<Duration>,
     pub(crate) calls: u64,
     /// Reads since the driver last reset it (before each poll).
     pub(crate) reads_since_mark: usize,
@@ -95,8 +103,11 @@ impl MockState {
             dirty: false,
             dropped: false,
             deadline: Duration::from_millis(script.deadline_ms),
+            short: Duration::from_millis(script.short_ms),
+            shutdown_begun: None,
             half_close_pending_since: None,
             half_close_timed_out: false,
+            half_close_overran_by: None,
             calls: 0,
             reads_since_mark: 0,
             reads_in_close: 0,
@@ -213,10 +224,19 @@ impl Drop for Mock {
         let mut s = lock(&self.state);
         s.dropped = true;
         if let Some(since) = s.half_close_pending_since {
-            s.half_close_timed_out = s.closing
-                && !s.shutdown_done
-                && !s.close_failed
-                && since.elapsed() + Duration::from_millis(1) >= s.deadline;
+            // Bounded by the deadline, cut to the short deadline from the
+            // shutdown (or from the half-close, if that came later).
+            let mut bound = since + s.deadline;
+            if let Some(begun) = s.shutdown_begun {
+                bound = bound.min(begun.max(since) + s.short);
+            }
+            let blocked = s.closing && !s.shutdown_done && !s.close_failed;
+            let now = Instant::now();
+            s.half_close_timed_out = blocked && now + Duration::from_millis(1) >= bound;
+            let late = bound + crate::driver::MAX_STEP + Duration::from_millis(1);
+            if blocked && now > late {
+                s.half_close_overran_by = Some(now - bound);
+            }
         }
         s.note("mock dropped (closed)");
     }

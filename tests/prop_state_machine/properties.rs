@@ -35,6 +35,7 @@ pub(crate) fn check(script: &Script, run: &Run, io: &MockState) {
     shutdown_waiter_ready_at_the_end(run);
     lingers_when_the_mode_says(script, run, io);
     every_close_half_closes(script, run, io);
+    blocked_half_close_ends_by_its_bound(io);
     bytes_counted_and_capped(script, run, io);
     linger_ends_within_its_bounds(script, run, io);
     outcome_has_its_cause(script, run, io);
@@ -95,9 +96,11 @@ fn ready_only_after_the_half_close(poll: &ClosePoll) {
     }
 }
 
-/// Unless detached, `Ready(Ok)` means the linger ended.
+/// `Ready(Ok)` means the linger ended, unless it was handed to a task of
+/// its own: detached, and the server shutdown had not begun (from then on a
+/// linger stays in place).
 fn ready_only_after_the_linger(script: &Script, poll: &ClosePoll) {
-    if poll.polled == Poll::Ready(Ok(())) && !script.detach {
+    if poll.polled == Poll::Ready(Ok(())) && !may_hand_off(script, poll.iteration) {
         assert_eq!(
             poll.stats.lingering,
             0,
@@ -106,6 +109,13 @@ fn ready_only_after_the_linger(script: &Script, poll: &ClosePoll) {
             poll.stats
         );
     }
+}
+
+/// Whether a close that begins to linger in driver iteration `iteration`
+/// goes to a task of its own.
+pub(crate) fn may_hand_off(script: &Script, iteration: usize) -> bool {
+    let begun = script.via_listener && script.begin_at.is_some_and(|at| at <= iteration);
+    script.detach && !begun
 }
 
 /// After completion, `poll_shutdown` is ready at once with `Ok`, and
@@ -194,6 +204,17 @@ fn half_close_timed_out(run: &Run, io: &MockState) -> bool {
         || matches!(&run.result, Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut)
             && !io.shutdown_done
             && !io.close_failed
+}
+
+/// A flush or half-close that stays pending is given up at its bound (the
+/// deadline, cut to the short deadline by the server shutdown), seen
+/// within a clock step of it.
+fn blocked_half_close_ends_by_its_bound(io: &MockState) {
+    assert!(
+        io.half_close_overran_by.is_none(),
+        "a blocked half-close ran {:?} past its bound",
+        io.half_close_overran_by
+    );
 }
 
 /// `poll_shutdown` fails exactly when the inner flush or half-close

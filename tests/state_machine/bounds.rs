@@ -222,3 +222,68 @@ async fn unbounded_looking_bounds_do_not_overflow() {
     assert_ready_ok!(shutdown.poll());
     assert_eq!(counts(&handle).peer_closed, 1);
 }
+
+/// An IO whose half-close never completes (a TLS close_notify behind a
+/// window that never opens, say).
+struct StuckClose;
+
+impl tokio::io::AsyncRead for StuckClose {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncWrite for StuckClose {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// A half-close that blocks fails with `TimedOut` at the deadline; once
+/// the listener's shutdown begins, at the short deadline from then.
+#[tokio::test(start_paused = true)]
+async fn a_blocked_half_close_is_bounded_and_cut_by_the_shutdown() {
+    let config = config(LingerMode::On).with_short_deadline(Duration::from_secs(1));
+    for shut_down in [false, true] {
+        let listener = linger::LingerListener::with_config((), config);
+        let mut io = listener.wrap(StuckClose);
+        let mut shutdown = task::spawn(io.shutdown());
+        assert_pending!(shutdown.poll());
+        advance(Duration::from_secs(5)).await;
+        assert_pending!(shutdown.poll());
+        if shut_down {
+            listener.shutdown_handle().begin();
+            assert_pending!(shutdown.poll());
+            advance(Duration::from_secs(1) + MS).await;
+        } else {
+            advance(config.deadline()).await;
+        }
+        let ended = shutdown.poll();
+        assert!(
+            matches!(&ended, std::task::Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "shut down {shut_down}: {ended:?}"
+        );
+    }
+}

@@ -179,3 +179,28 @@ async fn detached_until_the_shutdown_begins() {
     }
     assert_eq!(listener.stats().peer_closed, 2);
 }
+
+/// A `LingerIo` dropped before its close began is counted from the moment
+/// it is handed to its task, before that task has run: `wait` does not
+/// resolve until its linger has ended.
+#[tokio::test]
+async fn wait_covers_a_close_handed_off_before_its_drain_started() {
+    let listener = LingerListener::with_config((), config(LingerMode::On));
+    let lingers = listener.shutdown_handle();
+    let (server, mut peer) = duplex(64 << 10);
+    let mut io = listener.wrap(server);
+    within(peer.write_all(REQUEST)).await.unwrap();
+    let mut buf = [0u8; 256];
+    within(io.read(&mut buf)).await.unwrap();
+    drop(io); // the close is handed off; its task has not run yet
+    assert_eq!(listener.stats().lingering, 0, "no drain has started");
+    let mut wait = task::spawn(lingers.wait());
+    assert_pending!(wait.poll(), "wait resolved with a close still to run");
+    expect_eof(&mut peer).await;
+    drop(peer);
+    assert!(settle(|| listener.stats().peer_closed == 1).await);
+    assert!(
+        settle(|| wait.poll().is_ready()).await,
+        "wait did not resolve"
+    );
+}
