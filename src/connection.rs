@@ -57,11 +57,13 @@ impl ConnectionHandle {
     /// `Connection: close` and hyper reads no further request; otherwise the
     /// next response does. The close lingers (in
     /// [`LingerMode::On`](crate::LingerMode::On) too).
+    #[inline]
     pub fn mark_closing(&self) {
         self.conn.flags.fetch_or(CLOSING, Ordering::Release);
     }
 
     /// Whether the connection was marked as ending.
+    #[inline]
     pub fn is_closing(&self) -> bool {
         self.conn.flags.load(Ordering::Acquire) & CLOSING != 0
     }
@@ -75,12 +77,14 @@ impl ConnectionHandle {
     }
 
     /// Whether [`disable_linger`](Self::disable_linger) was called.
+    #[inline]
     pub fn is_linger_disabled(&self) -> bool {
         self.conn.flags.load(Ordering::Acquire) & NO_LINGER != 0
     }
 
     /// Whether the listener this connection belongs to has begun to shut
     /// down ([`LingerShutdown::begin`](crate::LingerShutdown::begin)).
+    #[inline]
     pub fn is_shutting_down(&self) -> bool {
         self.conn.listener.is_shutting_down()
     }

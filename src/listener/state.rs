@@ -44,6 +44,7 @@ impl ListenerState {
         self.shutdown.cancel();
     }
 
+    #[inline]
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(SeqCst)
     }
