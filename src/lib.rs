@@ -28,17 +28,19 @@
 //! # The pieces
 //!
 //! - [`LingerIo`] wraps a connection's IO; its `poll_shutdown` is the
-//!   lingering close, bounded by a [`LingerConfig`]. Each has a
-//!   [`ConnectionHandle`], shared with the middleware.
+//!   lingering close, bounded by a [`LingerConfig`], run by default on a
+//!   small task of its own so that hyper frees the connection's buffers.
+//!   Each has a [`ConnectionHandle`], shared with the middleware.
 //! - [`LingerListener`] accepts connections as `LingerIo`s: an axum
 //!   `Listener`, and an `accept` for hand-written hyper loops. Its
 //!   [`LingerShutdown`] shortens lingers and waits for them; its
 //!   [`LingerStats`] count how lingers ended.
 //! - [`LingerLayer`] / [`Linger`] make every response that ends its
 //!   connection where hyper would not say so carry `Connection: close` (an
-//!   unread request body, a connection a handler marked closing). Around the
-//!   whole app they are axum's make-service and find each connection's
-//!   handle in its IO ([`AsConnectionHandle`]).
+//!   unread request body, a connection a handler marked closing, a listener
+//!   whose shutdown has begun). Around the whole app they are axum's
+//!   make-service and find each connection's handle in its IO
+//!   ([`AsConnectionHandle`]).
 //!
 //! The listener alone already delivers every response whole: `LingerIo`
 //! decides when to linger from what it saw. The middleware adds
