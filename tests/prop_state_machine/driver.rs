@@ -120,14 +120,11 @@ impl Flag {
     }
 }
 
-/// The largest clock step the driver takes.
-pub(crate) const MAX_STEP: Duration = Duration::from_millis(300);
-
 fn pick_step(rng: &mut Rng) -> Duration {
     ms(match rng.below(10) {
         0 => 0,
         1..=3 => rng.range(1, 20),
-        _ => rng.range(1, MAX_STEP.as_millis() as u64),
+        _ => rng.range(1, 300),
     })
 }
 
