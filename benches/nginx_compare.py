@@ -29,6 +29,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "clients"))
+from hold import hold  # noqa: E402
+
 LAB = sys.argv[1] if len(sys.argv) > 1 else "target/release/examples/reset_lab"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -56,23 +59,6 @@ def wait_port(port, limit=15):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"nothing listens on {port}")
-
-
-def hold(port, n):
-    held = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.sendall(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\nxyz")
-        got = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        if not got.endswith(b"b" * 16):
-            sys.exit(f"bad response from {port}: {got[:120]!r}")
-        held.append(s)
-    return held
 
 
 def flood(port, per_client, sent):
@@ -172,7 +158,7 @@ def main():
             cells = []
             for n in (1000, 10000):
                 before = rss_kib(pid)
-                held = hold(port, n)
+                held = hold("127.0.0.1", port, n)
                 time.sleep(0.5)
                 during = rss_kib(pid)
                 cells.append(f"{(during - before) * 1024 // n:,}")
