@@ -9,9 +9,8 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::drain::{later, Drain};
+use super::drain::{later, Drain, ShutdownCut};
 use super::LingerIo;
 use crate::config::{LingerConfig, LingerMode};
 use crate::connection::ConnectionHandle;
@@ -135,8 +134,7 @@ pin_project! {
         #[pin]
         timer: Sleep,
         #[pin]
-        stop: WaitForCancellationFutureOwned,
-        stopping: bool,
+        cut: ShutdownCut,
     }
 }
 
@@ -144,16 +142,13 @@ impl HalfCloseBound {
     fn new(handle: &ConnectionHandle) -> Self {
         Self {
             timer: tokio::time::sleep_until(later(Instant::now(), handle.config().deadline())),
-            stop: handle.listener().shutdown.clone().cancelled_owned(),
-            stopping: false,
+            cut: ShutdownCut::new(handle),
         }
     }
 
     fn poll_expired(self: Pin<&mut Self>, config: LingerConfig, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
-        if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
-            *this.stopping = true;
-            let cut = later(Instant::now(), config.short_deadline());
+        if let Some(cut) = this.cut.poll_cut(config.short_deadline(), cx) {
             if cut < this.timer.deadline() {
                 this.timer.as_mut().reset(cut);
             }

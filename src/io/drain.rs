@@ -19,13 +19,46 @@ pin_project! {
         #[pin]
         timer: Sleep,
         #[pin]
-        stop: WaitForCancellationFutureOwned,
-        stopping: bool,
+        cut: ShutdownCut,
         ack: Option<AckCheck>,
         shortened: bool,
         deadline: Instant,
         idle_until: Instant,
         count: Counted,
+    }
+}
+
+pin_project! {
+    /// The listener's shutdown, as a close in progress sees it: once it has
+    /// begun, the short deadline from the moment the close notices.
+    pub(super) struct ShutdownCut {
+        #[pin]
+        stop: WaitForCancellationFutureOwned,
+        seen: bool,
+    }
+}
+
+impl ShutdownCut {
+    pub(super) fn new(handle: &ConnectionHandle) -> Self {
+        Self {
+            stop: handle.listener().shutdown.clone().cancelled_owned(),
+            seen: false,
+        }
+    }
+
+    /// `short` from now, the first time it is polled after the shutdown
+    /// began (registering for the wake-up until then); `None` otherwise.
+    pub(super) fn poll_cut(
+        self: Pin<&mut Self>,
+        short: Duration,
+        cx: &mut Context<'_>,
+    ) -> Option<Instant> {
+        let this = self.project();
+        if *this.seen || this.stop.poll(cx).is_pending() {
+            return None;
+        }
+        *this.seen = true;
+        Some(later(Instant::now(), short))
     }
 }
 
@@ -54,8 +87,7 @@ impl Drain {
         let idle_until = later(started, config.idle_timeout());
         Self {
             timer: tokio::time::sleep_until(deadline.min(idle_until)),
-            stop: shared.shutdown.clone().cancelled_owned(),
-            stopping: false,
+            cut: ShutdownCut::new(handle),
             ack: config
                 .end_when_acked()
                 .then(|| AckCheck::new(started, config.ack_quiet())),
@@ -99,9 +131,7 @@ impl Drain {
                     }
                 }
             }
-            if !*this.stopping && this.stop.as_mut().poll(cx).is_ready() {
-                *this.stopping = true;
-                let cut = later(Instant::now(), config.short_deadline());
+            if let Some(cut) = this.cut.as_mut().poll_cut(config.short_deadline(), cx) {
                 if cut < *this.deadline {
                     *this.deadline = cut;
                     *this.shortened = true;
