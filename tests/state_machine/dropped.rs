@@ -11,7 +11,8 @@ use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready_ok, task};
 
 use crate::harness::{
-    alive_tasks, config, counts, expect_eof, pipe, served, settle, within, Counts, REQUEST,
+    alive_tasks, config, counts, expect_eof, pipe, served, served_by, settle, within, Counts,
+    REQUEST,
 };
 
 #[tokio::test]
@@ -153,11 +154,7 @@ async fn detached_until_the_shutdown_begins() {
         if begun {
             listener.shutdown_handle().begin();
         }
-        let (server, mut peer) = duplex(64 << 10);
-        let mut io = listener.wrap(server);
-        within(peer.write_all(REQUEST)).await.unwrap();
-        let mut buf = [0u8; 256];
-        within(io.read(&mut buf)).await.unwrap();
+        let (mut io, mut peer) = served_by(&listener).await;
         let tasks = alive_tasks();
         let mut shutdown = task::spawn(io.shutdown());
         if begun {
@@ -187,11 +184,7 @@ async fn detached_until_the_shutdown_begins() {
 async fn wait_covers_a_close_handed_off_before_its_drain_started() {
     let listener = LingerListener::with_config((), config(LingerMode::On));
     let lingers = listener.shutdown_handle();
-    let (server, mut peer) = duplex(64 << 10);
-    let mut io = listener.wrap(server);
-    within(peer.write_all(REQUEST)).await.unwrap();
-    let mut buf = [0u8; 256];
-    within(io.read(&mut buf)).await.unwrap();
+    let (io, mut peer) = served_by(&listener).await;
     drop(io); // the close is handed off; its task has not run yet
     assert_eq!(listener.stats().lingering, 0, "no drain has started");
     let mut wait = task::spawn(lingers.wait());

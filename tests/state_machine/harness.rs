@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use linger::{ConnectionHandle, LingerConfig, LingerIo, LingerMode, LingerStats};
+use linger::{ConnectionHandle, LingerConfig, LingerIo, LingerListener, LingerMode, LingerStats};
 use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::timeout;
 
@@ -77,7 +77,21 @@ pub(crate) fn pipe(config: LingerConfig) -> (LingerIo<DuplexStream>, DuplexStrea
 
 /// As [`pipe`], after the peer sent a request and the server read it.
 pub(crate) async fn served(config: LingerConfig) -> (LingerIo<DuplexStream>, DuplexStream) {
-    let (mut io, mut peer) = pipe(config);
+    request(pipe(config)).await
+}
+
+/// As [`served`], through `listener` (whose shutdown a test can begin).
+pub(crate) async fn served_by<L>(
+    listener: &LingerListener<L>,
+) -> (LingerIo<DuplexStream>, DuplexStream) {
+    let (server, peer) = duplex(64 << 10);
+    request((listener.wrap(server), peer)).await
+}
+
+/// The peer sends a request and the server reads it.
+async fn request(
+    (mut io, mut peer): (LingerIo<DuplexStream>, DuplexStream),
+) -> (LingerIo<DuplexStream>, DuplexStream) {
     within(peer.write_all(REQUEST)).await.unwrap();
     let mut buf = [0u8; 256];
     let n = within(io.read(&mut buf)).await.unwrap();
