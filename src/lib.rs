@@ -12,18 +12,22 @@
 //!
 //! ```
 //! use axum::{extract::DefaultBodyLimit, routing::post, Router};
-//! use linger::{LingerLayer, LingerListener};
-//! use tower::Layer;
 //!
 //! # async {
 //! let app = Router::new()
 //!     .route("/upload", post(|body: axum::body::Bytes| async move { body.len().to_string() }))
 //!     .layer(DefaultBodyLimit::max(1 << 20));
-//! let listener = LingerListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, LingerLayer::new().layer(app)).await?;
+//! linger::serve("127.0.0.1:3000", app)
+//!     .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })
+//!     .await?;
 //! # Ok::<_, std::io::Error>(())
 //! # };
 //! ```
+//!
+//! `axum::serve(LingerListener::bind(addr).await?, app.layer(LingerLayer::new()))`
+//! does the same inside the app, and `LingerLayer::new().layer(app)` around
+//! it; with either, pass [`LingerShutdown::on`] to axum's
+//! `with_graceful_shutdown` and call [`LingerShutdown::wait`] after it.
 //!
 //! # The pieces
 //!
@@ -32,30 +36,41 @@
 //!   small task of its own so that hyper frees the connection's buffers.
 //!   Each has a [`ConnectionHandle`], shared with the middleware.
 //! - [`LingerListener`] accepts connections as `LingerIo`s: an axum
-//!   `Listener`, and an `accept` for hand-written hyper loops. Its
+//!   `Listener`, an `accept` for hand-written loops, and
+//!   [`serve_with`](LingerListener::serve_with) for hyper's builders. Its
 //!   [`LingerShutdown`] shortens lingers and waits for them; its
 //!   [`LingerStats`] count how lingers ended.
 //! - [`LingerLayer`] / [`Linger`] make every response that ends its
 //!   connection where hyper would not say so carry `Connection: close` (an
 //!   unread request body, a connection a handler marked closing, a listener
-//!   whose shutdown has begun). Around the whole app they are axum's
-//!   make-service and find each connection's handle in its IO
-//!   ([`AsConnectionHandle`]).
+//!   whose shutdown has begun).
+//! - [`serve()`] puts them together for axum.
 //!
-//! The listener alone already delivers every response whole: `LingerIo`
-//! decides when to linger from what it saw. The middleware adds
-//! `Connection: close` where hyper would close silently, the keep-alive
-//! rescue of small unread bodies, and the close a handler asks for.
+//! # Layout
 //!
-//! # Modules
+//! In layers, each importing only those below it:
 //!
-//! `io` (the IO wrapper and its drain), `middleware` (layer, service,
-//! futures, body, header rules), `listener` (the listener and its
-//! per-listener state, shutdown and counters); `connection` (the handle
-//! both halves share) and `config` beside them; [`doctor`] (Linux), which
-//! tells the causes of resets on a host apart. No state is process-wide:
-//! everything is per connection or per listener, reached through the
-//! handle.
+//! 1. `state`: what the IO and the middleware share: the configuration,
+//!    the connection handle, the per-group state (a listener's), its
+//!    counters and its shutdown;
+//! 2. `io` (the IO wrapper and its drain) and `middleware` (layer,
+//!    service, futures, body, header rules), each on `state` alone;
+//! 3. `listener`: the listener, its bind, axum's connect-info and the
+//!    axum-server acceptor;
+//! 4. `serve`: the one-call servers, for axum and for hyper.
+//!
+//! `doctor` (feature `doctor`, Linux) stands apart: it tells the causes of
+//! resets on a host apart. No state is process-wide: everything is per
+//! connection or per listener, reached through the handle.
+//!
+//! # Features
+//!
+//! - `axum` (default): the axum listener, [`serve()`], connect-info and the
+//!   handle extractor;
+//! - `hyper` (default): [`LingerListener::serve_with`];
+//! - `tokio-rustls`: [`AsConnectionHandle`] for tokio-rustls server streams;
+//! - `axum-server`: `LingerAcceptor`, for axum-server;
+//! - `doctor`: the `doctor` module (Linux).
 
 /// Future types of [`Linger`].
 pub mod future {
@@ -64,30 +79,26 @@ pub mod future {
     pub use crate::middleware::make_service::MakeServiceFuture;
 }
 
-mod config;
-mod connection;
-#[cfg(target_os = "linux")]
+#[cfg(all(feature = "doctor", target_os = "linux"))]
 pub mod doctor;
 mod io;
 mod listener;
 mod middleware;
+pub mod serve;
+mod state;
 
-pub use config::{
-    LingerConfig, LingerMode, DEFAULT_ACK_QUIET, DEFAULT_DEADLINE, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_LINGERING, DEFAULT_SHORT_DEADLINE,
-};
-pub use connection::{AsConnectionHandle, ConnectionHandle};
-pub use io::{LingerIo, DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
-pub use listener::shutdown::LingerShutdown;
-pub use listener::stats::{LingerOutcome, LingerStats};
+pub use io::LingerIo;
 #[cfg(feature = "axum-server")]
 pub use listener::LingerAcceptor;
-#[cfg(feature = "axum")]
-pub use listener::LingerConnectInfo;
-pub use listener::{LingerListener, DEFAULT_BACKLOG};
+pub use listener::LingerListener;
 pub use middleware::body::LingerBody;
 pub use middleware::layer::LingerLayer;
 pub use middleware::service::Linger;
 #[cfg(feature = "axum")]
-pub use middleware::AxumBodies;
-pub use middleware::{InnerBody, LingerBodies, DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};
+pub use serve::axum::serve;
+#[cfg(feature = "axum")]
+pub use state::LingerConnectInfo;
+pub use state::{
+    AsConnectionHandle, ConnectionHandle, LingerConfig, LingerMode, LingerOutcome, LingerShutdown,
+    LingerStats,
+};

@@ -22,7 +22,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::routing::{get, post};
 use axum::Router;
-use linger::{LingerConnectInfo, LingerLayer, LingerListener};
+use linger::{ConnectionHandle, LingerConnectInfo, LingerLayer, LingerListener};
 use support::client::{connect, read_response, read_to_close, End, Head};
 use support::logs::Captured;
 use tower::Layer;
@@ -124,7 +124,70 @@ fn a_handler_that_marks_its_connection_closing_ends_it_after_this_response() {
     assert_eq!(executed.load(Ordering::SeqCst), 1);
 }
 
-const NO_HANDLE: &str = "found no connection handle";
+/// `/end` again, through the handler's `ConnectionHandle` extractor.
+fn app_with_end_extracted(executed: Arc<AtomicUsize>) -> Router {
+    app(executed).route(
+        "/end",
+        post(|conn: ConnectionHandle| async move {
+            conn.mark_closing();
+            "e".repeat(END_BODY)
+        }),
+    )
+}
+
+/// `POST /end` with `/count` pipelined behind it: whether the response
+/// said close, arrived whole, the close was clean, and `/count` never ran.
+fn ends_after_this_response(addr: SocketAddr, executed: &AtomicUsize) -> Result<(), String> {
+    let before = executed.load(Ordering::SeqCst);
+    let mut client = connect(addr, None).unwrap();
+    client.write_all(&end_then_pipelined()).unwrap();
+    let response = read_response(&mut client).map_err(|e| format!("{e:?}"))?;
+    if !response.head.closes() || response.body.len() != END_BODY {
+        return Err(format!("{}, {} bytes", response.head.text, response.body.len()));
+    }
+    let (rest, end) = read_to_close(&mut client);
+    if !rest.is_empty() || end != End::Eof {
+        return Err(format!("{} bytes after the response, {end:?}", rest.len()));
+    }
+    match executed.load(Ordering::SeqCst) - before {
+        0 => Ok(()),
+        n => Err(format!("/count ran {n} times")),
+    }
+}
+
+/// Inside the app (`Router::layer`) and through `linger::serve`, a handler
+/// gets its connection's handle by extracting `ConnectionHandle`, and
+/// `mark_closing` ends the connection after its response. The same app
+/// and listener without the middleware keep the connection, and run the
+/// pipelined request.
+#[test]
+fn a_handler_ends_its_connection_through_the_handle_extractor() {
+    let rt = support::runtime::runtime();
+    let executed = Arc::new(AtomicUsize::new(0));
+    let (inside, served, without) = rt.block_on(async {
+        let app = app_with_end_extracted(executed.clone());
+        let inside = LingerListener::bind("127.0.0.1:0").await.unwrap();
+        let inside_addr = inside.local_addr().unwrap();
+        tokio::spawn(axum::serve(inside, app.clone().layer(LingerLayer::new())).into_future());
+        let served = LingerListener::bind("127.0.0.1:0").await.unwrap();
+        let served_addr = served.local_addr().unwrap();
+        tokio::spawn(linger::serve(served, app.clone()).into_future());
+        let plain = LingerListener::bind("127.0.0.1:0").await.unwrap();
+        let plain_addr = plain.local_addr().unwrap();
+        tokio::spawn(axum::serve(plain, app).into_future());
+        (inside_addr, served_addr, plain_addr)
+    });
+    for _ in 0..3 {
+        ends_after_this_response(inside, &executed).expect("inside the app");
+        ends_after_this_response(served, &executed).expect("linger::serve");
+    }
+    assert!(
+        ends_after_this_response(without, &executed).is_err(),
+        "without the middleware this test cannot fail"
+    );
+}
+
+const NO_HANDLE: &str = "sees a connection that is not a LingerIo";
 
 /// Serves `wiring` on a current-thread runtime (so that a thread-local
 /// `tracing` subscriber sees every task), sends three requests, one of them
@@ -172,18 +235,34 @@ fn warnings_of(wiring: impl FnOnce(Arc<AtomicUsize>) -> Wiring) -> String {
 
 /// The ways to wire the middleware that these tests compare.
 enum Wiring {
-    /// The README's: around the whole app, through a `LingerListener`.
-    Readme(Router),
+    /// The README's: `linger::serve`.
+    Serve(Router),
+    /// Around the whole app, through a `LingerListener`.
+    WholeApp(Router),
     /// Inside the app, through a `LingerListener`.
     InsideTheApp(Router),
     /// Around the whole app, over tokio's plain `TcpListener`.
     NoLingerIo(Router),
+    /// Inside the app, over tokio's plain `TcpListener`.
+    InsideNoLingerIo(Router),
 }
 
 impl Wiring {
     async fn spawn(self) -> SocketAddr {
         match self {
-            Self::Readme(app) => {
+            Self::Serve(app) => {
+                let listener = LingerListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.get_ref().local_addr().unwrap();
+                tokio::spawn(linger::serve(listener, app).into_future());
+                addr
+            }
+            Self::InsideNoLingerIo(app) => {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(axum::serve(listener, app.layer(LingerLayer::new())).into_future());
+                addr
+            }
+            Self::WholeApp(app) => {
                 let listener = LingerListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.get_ref().local_addr().unwrap();
                 tokio::spawn(axum::serve(listener, LingerLayer::new().layer(app)).into_future());
@@ -206,22 +285,31 @@ impl Wiring {
 }
 
 #[test]
-fn in_the_readme_wiring_the_middleware_finds_every_connection_handle() {
-    let log = warnings_of(|executed| Wiring::Readme(app(executed)));
+fn through_linger_serve_the_middleware_finds_every_connection_handle() {
+    let log = warnings_of(|executed| Wiring::Serve(app(executed)));
     assert!(!log.contains(NO_HANDLE), "{log}");
 }
 
 #[test]
-fn inside_the_app_the_middleware_says_once_that_it_sees_no_connection() {
-    let log = warnings_of(|executed| Wiring::InsideTheApp(app(executed)));
-    // Once for the layer, though `Router::layer` wraps each route in a
-    // service of its own, and two connections were served.
-    assert_eq!(log.matches(NO_HANDLE).count(), 1, "{log}");
+fn around_the_whole_app_the_middleware_finds_every_connection_handle() {
+    let log = warnings_of(|executed| Wiring::WholeApp(app(executed)));
+    assert!(!log.contains(NO_HANDLE), "{log}");
 }
 
 #[test]
+fn inside_the_app_the_middleware_finds_every_connection_handle() {
+    let log = warnings_of(|executed| Wiring::InsideTheApp(app(executed)));
+    assert!(!log.contains(NO_HANDLE), "{log}");
+}
+
+/// Over a plain `TcpListener` nothing can linger: each form says so, once,
+/// though `Router::layer` wraps each route in a service of its own, and two
+/// connections were served.
+#[test]
 fn without_any_linger_io_the_middleware_warns_once() {
     let log = warnings_of(|executed| Wiring::NoLingerIo(app(executed)));
+    assert_eq!(log.matches(NO_HANDLE).count(), 1, "{log}");
+    let log = warnings_of(|executed| Wiring::InsideNoLingerIo(app(executed)));
     assert_eq!(log.matches(NO_HANDLE).count(), 1, "{log}");
 }
 

@@ -166,7 +166,7 @@ fn graceful_shutdown_with_a_thousand_requests_in_flight_loses_none() {
             LingerConfig::new()
                 .with_idle_timeout(IDLE)
                 .with_short_deadline(SHORT),
-            linger::DEFAULT_BACKLOG,
+            linger::LingerListener::DEFAULT_BACKLOG,
         )
         .await
         .unwrap();

@@ -34,16 +34,24 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 const BOUND: Duration = Duration::from_secs(20);
 
 /// How the server is wired.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Wiring {
-    /// The README's: `LingerListener`, `LingerLayer`, and the signal
+    /// The README's: `linger::serve(listener, app).with_graceful_shutdown(signal)`.
+    Serve,
+    /// `axum::serve(listener, LingerLayer::new().layer(app))`, the signal
     /// through `LingerShutdown::on`.
-    Readme,
-    /// The same, but the signal straight to axum's `with_graceful_shutdown`.
+    WholeApp,
+    /// `axum::serve(listener, app.layer(LingerLayer::new()))`, the signal
+    /// through `LingerShutdown::on`.
+    InsideTheApp,
+    /// As `WholeApp`, but the signal straight to axum's `with_graceful_shutdown`.
     SignalOnly,
     /// Plain axum.
     Plain,
 }
+
+/// The wirings that give the crate's graceful shutdown.
+const CURED: [Wiring; 3] = [Wiring::Serve, Wiring::WholeApp, Wiring::InsideTheApp];
 
 struct Server {
     rt: tokio::runtime::Runtime,
@@ -79,15 +87,27 @@ impl Server {
                     .with_idle_timeout(Duration::from_secs(120));
                 let listener = LingerListener::with_config(tcp, config);
                 let shutdown = listener.shutdown_handle();
-                let serve = axum::serve(listener, LingerLayer::new().layer(app()));
-                let served = if wiring == Wiring::Readme {
-                    tokio::spawn(
-                        serve
+                let served = match wiring {
+                    Wiring::Serve => tokio::spawn(
+                        linger::serve(listener, app())
+                            .with_graceful_shutdown(signal)
+                            .into_future(),
+                    ),
+                    Wiring::WholeApp => tokio::spawn(
+                        axum::serve(listener, LingerLayer::new().layer(app()))
                             .with_graceful_shutdown(shutdown.on(signal))
                             .into_future(),
-                    )
-                } else {
-                    tokio::spawn(serve.with_graceful_shutdown(signal).into_future())
+                    ),
+                    Wiring::InsideTheApp => tokio::spawn(
+                        axum::serve(listener, app().layer(LingerLayer::new()))
+                            .with_graceful_shutdown(shutdown.on(signal))
+                            .into_future(),
+                    ),
+                    Wiring::SignalOnly | Wiring::Plain => tokio::spawn(
+                        axum::serve(listener, LingerLayer::new().layer(app()))
+                            .with_graceful_shutdown(signal)
+                            .into_future(),
+                    ),
                 };
                 (addr, served, Some(shutdown))
             } else {
@@ -177,12 +197,9 @@ fn clean_end(stream: &mut TcpStream) -> (Vec<u8>, bool) {
 #[test]
 fn graceful_shutdown_mid_conversation() {
     let _serial = serial();
-    for linger in [true, false] {
-        let mut server = Server::start(if linger {
-            Wiring::Readme
-        } else {
-            Wiring::Plain
-        });
+    for wiring in CURED.into_iter().chain([Wiring::Plain]) {
+        let linger = wiring != Wiring::Plain;
+        let mut server = Server::start(wiring);
         let idle = idle_connection(server.addr);
         let mut stream = connect(server.addr, Some(16 << 10)).unwrap();
         stream
@@ -205,14 +222,14 @@ fn graceful_shutdown_mid_conversation() {
         if linger {
             assert!(
                 whole && clean,
-                "with linger: {} bytes, clean {clean}",
+                "{wiring:?}: {} bytes, clean {clean}",
                 got.len()
             );
             assert!(
                 says_close,
-                "the last response did not say Connection: close"
+                "{wiring:?}: the last response did not say Connection: close"
             );
-            assert!(finished, "graceful shutdown did not finish");
+            assert!(finished, "{wiring:?}: graceful shutdown did not finish");
         } else {
             assert!(
                 !(whole && clean),
@@ -231,7 +248,13 @@ fn graceful_shutdown_mid_conversation() {
 #[test]
 fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
     let _serial = serial();
-    let mut server = Server::start(Wiring::Readme);
+    for wiring in CURED {
+        shortens_lingers_and_finishes_within_the_bound(wiring);
+    }
+}
+
+fn shortens_lingers_and_finishes_within_the_bound(wiring: Wiring) {
+    let mut server = Server::start(wiring);
     let shutdown = server.shutdown.clone().unwrap();
     // Three clients that get a close response and never close.
     let mut lingering = server.lingering_clients(3);
@@ -251,8 +274,7 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
     // so axum's `serve` returns only once the short deadline has cut it.
     assert!(
         server.finished_within(SHORT + Duration::from_secs(2)),
-        "shutdown took too long: {:?}",
-        shutdown
+        "{wiring:?}: shutdown took too long: {shutdown:?}"
     );
     let took = began.elapsed();
     assert!(
@@ -265,8 +287,8 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
         assert!(rest.is_empty() && clean);
     }
     let stats = shutdown.stats();
-    assert_eq!(stats.lingering, 0, "{stats:?}");
-    assert_eq!(stats.shortened, 4, "{stats:?}");
+    assert_eq!(stats.lingering, 0, "{wiring:?}: {stats:?}");
+    assert_eq!(stats.shortened, 4, "{wiring:?}: {stats:?}");
     drop(busy);
 }
 
@@ -278,19 +300,19 @@ fn shutdown_shortens_lingers_and_finishes_within_the_bound() {
 #[test]
 fn the_readme_graceful_shutdown_waits_for_detached_lingers() {
     let _serial = serial();
-    for wiring in [Wiring::Readme, Wiring::SignalOnly] {
+    for wiring in CURED.into_iter().chain([Wiring::SignalOnly]) {
         let mut server = Server::start(wiring);
         let shutdown = server.shutdown.clone().unwrap();
         let mut lingering = server.lingering_clients(3);
         server.stop.take().unwrap().send(()).unwrap();
         assert!(server.finished_within(BOUND), "serve did not return");
         let stats = shutdown.stats();
-        if wiring == Wiring::Readme {
+        if wiring != Wiring::SignalOnly {
             assert_eq!(
                 stats.lingering, 0,
-                "serve returned before the lingers ended: {stats:?}"
+                "{wiring:?}: serve returned before the lingers ended: {stats:?}"
             );
-            assert_eq!(stats.shortened, 3, "{stats:?}");
+            assert_eq!(stats.shortened, 3, "{wiring:?}: {stats:?}");
             for s in &mut lingering {
                 let (rest, clean) = clean_end(s);
                 assert!(rest.is_empty() && clean, "a lingering client saw a reset");
@@ -305,54 +327,73 @@ fn the_readme_graceful_shutdown_waits_for_detached_lingers() {
     }
 }
 
-/// While `LingerShutdown::on` waits for the detached lingers (here held by
-/// a client that never closes, under a long short deadline), axum has not
+/// While the shutdown waits for the detached lingers (here held by a
+/// client that never closes, under a long short deadline), axum has not
 /// begun its own shutdown: a keep-alive connection is still served, and
 /// its response says `Connection: close` (the same request before the
-/// signal did not); a connection made meanwhile is not served at all, and
-/// is reset once `serve` drops the listener.
+/// signal did not); a connection made meanwhile is accepted and answered
+/// whole, with `Connection: close`, and a clean close. Beside it, the
+/// signal handed straight to axum: a connection made after the signal gets
+/// no response at all (refused, or reset when axum drops the listener).
 #[test]
-fn while_on_waits_responses_say_close_and_nothing_new_is_accepted() {
+fn while_the_shutdown_waits_new_connections_are_answered_and_closed() {
     let _serial = serial();
-    let mut server = Server::start_with(Wiring::Readme, Duration::from_secs(60));
-    let mut keep_alive = idle_connection(server.addr);
+    for wiring in CURED {
+        let mut server = Server::start_with(wiring, Duration::from_secs(60));
+        let mut keep_alive = idle_connection(server.addr);
+        let holder = server.lingering_clients(1);
+        server.stop.take().unwrap().send(()).unwrap();
+        let shutdown = server.shutdown.clone().unwrap();
+        wait_until(BOUND, Duration::from_millis(1), || shutdown.is_begun())
+            .expect("shutdown begun");
+
+        keep_alive
+            .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .unwrap();
+        let res = read_response(&mut keep_alive).unwrap();
+        assert!(res.head.closes(), "{wiring:?}, during the wait: {}", res.head.text);
+        assert_eq!(res.body, b"ok");
+        let (_, clean) = clean_end(&mut keep_alive);
+        assert!(clean, "{wiring:?}: the keep-alive connection was reset");
+        drop(keep_alive); // its linger, in place, ends with this close
+
+        let mut late = connect(server.addr, None).unwrap();
+        late.write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .unwrap();
+        let res = read_response(&mut late).expect("a connection made during the wait is answered");
+        assert!(res.head.closes(), "{wiring:?}, made during the wait: {}", res.head.text);
+        assert_eq!(res.body, b"ok");
+        let (rest, clean) = clean_end(&mut late);
+        assert!(rest.is_empty() && clean, "{wiring:?}: the late connection was reset");
+        drop(late);
+        // The holder closes: its linger ends, the wait ends, axum shuts
+        // down and drops the listener: connects are refused from then on.
+        drop(holder);
+        assert!(server.finished_within(BOUND), "{wiring:?}: serve did not return");
+        assert_eq!(
+            connect(server.addr, None).map(drop).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionRefused),
+            "{wiring:?}: the listening socket is still open"
+        );
+    }
+
+    // The signal straight to axum: it stops accepting at once, so a
+    // connection made after the signal is never answered.
+    let mut server = Server::start_with(Wiring::SignalOnly, Duration::from_secs(60));
     let holder = server.lingering_clients(1);
     server.stop.take().unwrap().send(()).unwrap();
     let shutdown = server.shutdown.clone().unwrap();
-    wait_until(BOUND, Duration::from_millis(1), || shutdown.is_begun()).expect("shutdown begun");
-
-    keep_alive
-        .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
-        .unwrap();
-    let res = read_response(&mut keep_alive).unwrap();
-    assert!(res.head.closes(), "during the wait: {}", res.head.text);
-    assert_eq!(res.body, b"ok");
-    let (_, clean) = clean_end(&mut keep_alive);
-    assert!(clean, "the keep-alive connection was reset");
-    drop(keep_alive); // its linger, in place, ends with this close
-
-    let mut late = connect(server.addr, None).unwrap();
-    late.write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
-        .unwrap();
-    // Nothing comes back while `on` waits. (A server that accepted it would
-    // answer within this second; one that does not never will, so the
-    // check cannot fail on a slow machine, only miss a fault.)
-    late.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let mut byte = [0u8; 1];
-    let early = std::io::Read::read(&mut late, &mut byte);
-    assert!(
-        early.as_ref().is_err_and(|e| matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        )),
-        "a connection made during the wait got {early:?}"
-    );
-    // The holder closes: its linger ends, `on` returns, axum shuts down.
-    drop(holder);
     assert!(server.finished_within(BOUND), "serve did not return");
-    let (got, _) = read_to_close(&mut late);
+    let answered = connect(server.addr, None).ok().and_then(|mut late| {
+        late.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .ok()?;
+        read_response(&mut late).ok()
+    });
     assert!(
-        got.is_empty(),
-        "a connection made during the wait was served: {got:?}"
+        answered.is_none(),
+        "with the signal straight to axum a late connection was answered"
     );
+    drop(holder);
+    shutdown.begin();
+    server.rt.block_on(shutdown.wait());
 }

@@ -12,9 +12,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::drain::{later, Drain, ShutdownCut};
 use super::LingerIo;
-use crate::config::{LingerConfig, LingerMode};
-use crate::connection::ConnectionHandle;
-use crate::listener::state::DetachedLinger;
+use crate::state::config::{LingerConfig, LingerMode};
+use crate::state::connection::ConnectionHandle;
+use crate::state::group::DetachedLinger;
 
 /// Where a connection's close stands.
 pub(super) enum Phase {
@@ -157,7 +157,7 @@ impl HalfCloseBound {
     }
 }
 
-pub(super) const HANDED_OFF: &str = "the IO was handed to a detached linger";
+const HANDED_OFF: &str = "the IO was handed to a detached linger";
 
 /// Moves the IO and the rest of its close onto a task of its own, counted
 /// as `detached` until it ends: for a [`LingerIo`] dropped before its close
@@ -194,6 +194,8 @@ where
 
 impl<T> Drop for LingerIo<T> {
     fn drop(&mut self) {
+        self.handle.mark_ended();
+        crate::state::current::leave(&self.handle);
         if self.io.is_some() && self.close_is_unfinished() {
             let detached = self.handle.listener().detach_dropped();
             (self.hand_off)(self, detached);

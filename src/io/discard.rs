@@ -13,10 +13,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// Reads one drain poll makes before it yields, so that a flooding peer
 /// cannot hold a worker thread: a linger discards at most
 /// `DRAIN_READS_PER_POLL * DRAIN_READ_LEN` bytes (1 MiB) per poll.
-pub const DRAIN_READS_PER_POLL: usize = 16;
+pub(super) const DRAIN_READS_PER_POLL: usize = 16;
 /// The most one drain read discards: the size of the per-thread scratch
 /// buffer, and the length asked of `recv(MSG_TRUNC)`.
-pub const DRAIN_READ_LEN: usize = 64 * 1024;
+pub(super) const DRAIN_READ_LEN: usize = 64 * 1024;
 
 thread_local! {
     /// Where lingers on this thread read what they discard: one buffer per

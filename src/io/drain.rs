@@ -10,8 +10,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::discard::{Ops, DRAIN_READS_PER_POLL};
-use crate::connection::ConnectionHandle;
-use crate::listener::stats::{log_outcome, LingerOutcome};
+use crate::state::connection::ConnectionHandle;
+use crate::state::stats::{log_outcome, LingerOutcome};
 
 pin_project! {
     /// The bounded read-and-discard after the half-close.

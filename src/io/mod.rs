@@ -20,13 +20,13 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::config::LingerConfig;
-use crate::connection::{AsConnectionHandle, ConnectionHandle};
-use crate::listener::state::{DetachedLinger, ListenerState};
+use crate::state::config::LingerConfig;
+use crate::state::connection::{AsConnectionHandle, ConnectionHandle};
+use crate::state::current;
+use crate::state::group::{DetachedLinger, Group};
 
-use close::{hand_off, Phase, HANDED_OFF};
+use close::{hand_off, Phase};
 use discard::{ops_for, Ops};
-pub use discard::{DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
 
 /// Wraps a connection's IO so that closing it is a lingering close.
 ///
@@ -46,8 +46,10 @@ pub use discard::{DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
 /// Lingering needs a tokio runtime with its timer enabled (as `axum::serve`
 /// and `#[tokio::main]` have). On Linux, when `T` is tokio's `TcpStream`,
 /// the drain discards with `recv(MSG_TRUNC)`: the kernel drops the bytes
-/// without copying them. Other IOs are read into one scratch buffer per
-/// thread; no lingering connection holds a buffer of its own.
+/// without copying them. Other IOs are read into one 64 KiB scratch buffer
+/// per thread; no lingering connection holds a buffer of its own. A drain
+/// makes at most 16 reads of at most 64 KiB (1 MiB) each time it is polled,
+/// then yields, so that a flooding peer cannot hold a worker thread.
 ///
 /// # Example
 ///
@@ -58,7 +60,7 @@ pub use discard::{DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
 /// # async {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let (stream, _peer) = listener.accept().await?;
-/// let io = TokioIo::new(LingerIo::with_config(stream, LingerConfig::new()));
+/// let io = TokioIo::new(LingerIo::standalone_with_config(stream, LingerConfig::new()));
 /// // hand `io` to hyper's `serve_connection`
 /// # Ok::<_, std::io::Error>(())
 /// # };
@@ -83,17 +85,20 @@ impl<T> LingerIo<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    /// Wraps `io` with the default [`LingerConfig`].
-    pub fn new(io: T) -> Self {
-        Self::with_config(io, LingerConfig::new())
+    /// Wraps `io`, a connection of no listener, with the default
+    /// [`LingerConfig`]: it is a group of its own, counted, capped and shut
+    /// down by nothing else. Use [`LingerListener::wrap`](crate::LingerListener::wrap)
+    /// for a connection that belongs to a listener.
+    pub fn standalone(io: T) -> Self {
+        Self::standalone_with_config(io, LingerConfig::new())
     }
 
-    /// Wraps `io` with `config`.
-    pub fn with_config(io: T, config: LingerConfig) -> Self {
-        Self::with_listener(io, ListenerState::new(config))
+    /// As [`standalone`](Self::standalone), lingering with `config`.
+    pub fn standalone_with_config(io: T, config: LingerConfig) -> Self {
+        Self::with_listener(io, Group::new(config))
     }
 
-    pub(crate) fn with_listener(io: T, listener: Arc<ListenerState>) -> Self {
+    pub(crate) fn with_listener(io: T, listener: Arc<Group>) -> Self {
         Self {
             io: Some(io),
             handle: ConnectionHandle::new(listener),
@@ -112,46 +117,33 @@ impl<T> LingerIo<T> {
         &self.handle
     }
 
-    /// A reference to the inner IO.
-    ///
-    /// # Panics
-    ///
-    /// If a shutdown handed the IO to a detached linger
-    /// ([`LingerConfig::with_detach`]).
-    pub fn get_ref(&self) -> &T {
-        self.io.as_ref().expect(HANDED_OFF)
+    /// A reference to the inner IO; `None` once a shutdown handed it to a
+    /// linger of its own ([`LingerConfig::with_detach`]).
+    pub fn get_ref(&self) -> Option<&T> {
+        self.io.as_ref()
     }
 
-    /// A mutable reference to the inner IO. Reading from it directly hides
-    /// that input from the lingering decision.
-    ///
-    /// # Panics
-    ///
-    /// As [`get_ref`](Self::get_ref).
-    pub fn get_mut(&mut self) -> &mut T {
-        self.io.as_mut().expect(HANDED_OFF)
+    /// A mutable reference to the inner IO, as [`get_ref`](Self::get_ref).
+    /// Reading from it directly hides that input from the lingering
+    /// decision.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        self.io.as_mut()
     }
 
-    /// A pinned mutable reference to the inner IO.
-    ///
-    /// # Panics
-    ///
-    /// As [`get_ref`](Self::get_ref).
-    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut T>
+    /// A pinned mutable reference to the inner IO, as
+    /// [`get_ref`](Self::get_ref).
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Option<Pin<&mut T>>
     where
         T: Unpin,
     {
-        Pin::new(self.get_mut().get_mut())
+        self.get_mut().get_mut().map(Pin::new)
     }
 
-    /// Unwraps the inner IO. It will not linger when it is closed.
-    ///
-    /// # Panics
-    ///
-    /// As [`get_ref`](Self::get_ref).
-    pub fn into_inner(mut self) -> T {
+    /// Unwraps the inner IO, which then does not linger when it is closed;
+    /// `None` as for [`get_ref`](Self::get_ref).
+    pub fn into_inner(mut self) -> Option<T> {
         self.phase = Phase::Closed;
-        self.io.take().expect(HANDED_OFF)
+        self.io.take()
     }
 
     /// The inner IO, or `NotConnected` once it was handed to a detached
@@ -163,7 +155,10 @@ impl<T> LingerIo<T> {
     {
         match self.io.as_mut() {
             Some(io) => Ok(Pin::new(io)),
-            None => Err(io::Error::new(io::ErrorKind::NotConnected, HANDED_OFF)),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the IO was handed to a linger of its own",
+            )),
         }
     }
 }
@@ -176,6 +171,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for LingerIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        current::enter(&this.handle);
         let before = buf.filled().len();
         let res = this.pinned()?.poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {

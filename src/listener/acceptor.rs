@@ -6,11 +6,11 @@ use std::sync::Arc;
 use axum_server::accept::{Accept, DefaultAcceptor};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::LingerConfig;
+use crate::state::config::LingerConfig;
 use crate::io::LingerIo;
-use crate::listener::shutdown::LingerShutdown;
-use crate::listener::state::ListenerState;
-use crate::listener::stats::LingerStats;
+use crate::state::shutdown::LingerShutdown;
+use crate::state::group::Group;
+use crate::state::stats::LingerStats;
 use crate::middleware::service::Linger;
 
 /// An axum-server acceptor whose connections close with a lingering close.
@@ -50,7 +50,7 @@ use crate::middleware::service::Linger;
 /// axum-server dropped when its grace period ended.
 pub struct LingerAcceptor<A = DefaultAcceptor> {
     inner: A,
-    state: Arc<ListenerState>,
+    state: Arc<Group>,
 }
 
 impl LingerAcceptor {
@@ -63,7 +63,7 @@ impl LingerAcceptor {
     pub fn with_config(config: LingerConfig) -> Self {
         Self {
             inner: DefaultAcceptor::new(),
-            state: ListenerState::new(config),
+            state: Group::new(config),
         }
     }
 }

@@ -6,22 +6,22 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::config::LingerConfig;
+use crate::state::config::LingerConfig;
 use crate::listener::LingerListener;
 
-/// Default listen backlog of [`LingerListener::bind`]: 4096 pending
-/// connections.
-///
-/// tokio's `TcpListener::bind` (like Rust's std) listens with a backlog of
-/// 128: a burst of new connections overflows the accept queue, and each
-/// overflow is a dropped SYN (a one-second stall for that client) or, with
-/// `net.ipv4.tcp_abort_on_overflow=1`, a reset before any data. nginx uses
-/// 511. Linux caps the backlog at `net.core.somaxconn` (4096 by default
-/// since Linux 5.4).
-pub const DEFAULT_BACKLOG: u32 = 4096;
-
 impl LingerListener<TcpListener> {
-    /// Binds a TCP listener on `addr` with [`DEFAULT_BACKLOG`] and the
+    /// Default listen backlog of [`bind`](Self::bind): 4096 pending
+    /// connections.
+    ///
+    /// tokio's `TcpListener::bind` (like Rust's std) listens with a backlog of
+    /// 128: a burst of new connections overflows the accept queue, and each
+    /// overflow is a dropped SYN (a one-second stall for that client) or, with
+    /// `net.ipv4.tcp_abort_on_overflow=1`, a reset before any data. nginx uses
+    /// 511. Linux caps the backlog at `net.core.somaxconn` (4096 by default
+    /// since Linux 5.4).
+    pub const DEFAULT_BACKLOG: u32 = 4096;
+
+    /// Binds a TCP listener on `addr` with [`DEFAULT_BACKLOG`](Self::DEFAULT_BACKLOG) and the
     /// default [`LingerConfig`].
     ///
     /// # Example
@@ -33,7 +33,7 @@ impl LingerListener<TcpListener> {
     /// # };
     /// ```
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        Self::bind_with(addr, LingerConfig::new(), DEFAULT_BACKLOG).await
+        Self::bind_with(addr, LingerConfig::new(), Self::DEFAULT_BACKLOG).await
     }
 
     /// Binds a TCP listener on `addr` with a listen backlog of `backlog`

@@ -1,21 +1,15 @@
-//! [`LingerListener`]: accepts connections as [`LingerIo`]s; the state its
-//! connections share, its shutdown and its counters.
+//! [`LingerListener`]: accepts connections as [`LingerIo`]s, for axum and
+//! for hand-written hyper loops; the same for axum-server.
 //!
-//! - `state`: what every connection of one listener shares;
-//! - `stats`: how lingers ended ([`LingerStats`]);
-//! - `shutdown`: [`LingerShutdown`];
 //! - `bind`: a TCP listener with a backlog fit for servers;
-//! - `connect_info`: axum's connect-info for the listener;
-//! - `acceptor`: the same for axum-server, as an acceptor.
+//! - `connect_info`: axum's connect-info through the listener;
+//! - `acceptor`: [`LingerAcceptor`](crate::LingerAcceptor), for axum-server.
 
 #[cfg(feature = "axum-server")]
 mod acceptor;
 mod bind;
 #[cfg(feature = "axum")]
 mod connect_info;
-pub(crate) mod shutdown;
-pub(crate) mod state;
-pub(crate) mod stats;
 
 use std::fmt;
 use std::future::Future as _;
@@ -24,17 +18,13 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::config::LingerConfig;
 use crate::io::LingerIo;
-use shutdown::LingerShutdown;
-use state::ListenerState;
-use stats::LingerStats;
+use crate::state::config::LingerConfig;
+use crate::state::group::Group;
+use crate::state::{LingerShutdown, LingerStats};
 
 #[cfg(feature = "axum-server")]
 pub use acceptor::LingerAcceptor;
-pub use bind::DEFAULT_BACKLOG;
-#[cfg(feature = "axum")]
-pub use connect_info::LingerConnectInfo;
 
 /// A listener whose connections close with a lingering close.
 ///
@@ -60,9 +50,11 @@ pub use connect_info::LingerConnectInfo;
 /// # Ok::<_, std::io::Error>(())
 /// # };
 /// ```
-pub struct LingerListener<L> {
+pub struct LingerListener<L = tokio::net::TcpListener> {
     inner: L,
-    state: Arc<ListenerState>,
+    state: Arc<Group>,
+    /// Set `TCP_NODELAY` on each accepted TCP stream (axum's accept only).
+    nodelay: bool,
 }
 
 impl<L> LingerListener<L> {
@@ -75,8 +67,17 @@ impl<L> LingerListener<L> {
     pub fn with_config(inner: L, config: LingerConfig) -> Self {
         Self {
             inner,
-            state: ListenerState::new(config),
+            state: Group::new(config),
+            nodelay: false,
         }
+    }
+
+    /// Sets `TCP_NODELAY` on every TCP connection it accepts for axum (off
+    /// by default, as with axum's own listener).
+    #[must_use]
+    pub fn with_tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
     }
 
     /// Wraps a connection accepted by other means (a TLS acceptor's loop,
@@ -122,6 +123,11 @@ impl<L> LingerListener<L> {
 }
 
 impl LingerListener<tokio::net::TcpListener> {
+    /// The local address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
+
     /// Accepts a connection, for hand-written accept loops.
     ///
     /// # Example
@@ -185,27 +191,52 @@ where
     type Io = LingerIo<L::Io>;
     type Addr = L::Addr;
 
-    /// Accepts the next connection, until the shutdown has begun
-    /// ([`LingerShutdown::begin`]): from then on it waits for ever, while
-    /// [`LingerShutdown::on`] waits for the detached lingers before axum
-    /// stops its accept loop.
+    /// Accepts the next connection. Once the shutdown has begun
+    /// ([`LingerShutdown::begin`]) it goes on accepting while
+    /// [`LingerShutdown::on`] waits, and the middleware makes each new
+    /// connection's response say `Connection: close`. When `on`'s wait is
+    /// over, it hands on the connections still queued, then accepts nothing
+    /// more, and `on` resolves: axum then drops the listener, which closes
+    /// the listening socket, so later connects are refused rather than
+    /// queued and reset.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let state = &self.state;
+        state.axum_accepts.store(true, std::sync::atomic::Ordering::Relaxed);
         let (io, addr) = {
-            let mut stopped = std::pin::pin!(self.state.shutdown.cancelled());
+            let mut stop = std::pin::pin!(state.stop_accepting.cancelled());
             let mut accepted = std::pin::pin!(self.inner.accept());
             std::future::poll_fn(|cx| {
-                if stopped.as_mut().poll(cx).is_ready() {
+                if state.accept_closed.is_cancelled() {
                     // Pending for good; axum's accept loop ends on its signal.
                     return std::task::Poll::Pending;
                 }
-                accepted.as_mut().poll(cx)
+                let stopping = stop.as_mut().poll(cx).is_ready();
+                let accepted = accepted.as_mut().poll(cx);
+                if stopping && accepted.is_pending() {
+                    // The queue is empty: nothing waits to be served.
+                    state.accept_closed.cancel();
+                }
+                accepted
             })
             .await
         };
+        if self.nodelay {
+            set_nodelay(&io);
+        }
         (self.wrap(io), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// `TCP_NODELAY` on `io`, if it is tokio's `TcpStream`.
+#[cfg(feature = "axum")]
+fn set_nodelay<T: 'static>(io: &T) {
+    if let Some(tcp) = (io as &dyn std::any::Any).downcast_ref::<tokio::net::TcpStream>() {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("linger: TCP_NODELAY failed: {e}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use http::{Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::connection::ConnectionHandle;
+use crate::state::connection::ConnectionHandle;
 use crate::middleware::body::Tracker;
 use crate::middleware::rescue::{Rescue, Rescuing};
 use crate::middleware::rules::{ensure_close, has_close};

@@ -6,20 +6,24 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use crate::connection::ConnectionHandle;
+use crate::state::connection::ConnectionHandle;
 use crate::middleware::rescue::Rescue;
 use crate::middleware::service::Linger;
 
 /// Applies the [`Linger`] middleware.
 ///
-/// Around a whole axum app (`LingerLayer::new().layer(app)`, the form to
-/// use) it is the make-service `axum::serve` takes: it finds each
-/// connection's [`ConnectionHandle`] in the [`LingerListener`]'s IO and
-/// wraps the app once per connection. Inside the app
-/// (`Router::layer(LingerLayer::new())`) it sees requests only, never the
-/// connection; see [`Linger`] for what it then does.
+/// [`linger::serve`](crate::serve()) applies it around the whole app for
+/// you. Around a whole axum app (`LingerLayer::new().layer(app)`) it is the
+/// make-service `axum::serve` takes: it finds each connection's
+/// [`ConnectionHandle`] in the [`LingerListener`]'s IO and wraps the app
+/// once per connection. Inside the app (`Router::layer(LingerLayer::new())`)
+/// it finds the connection the running task reads; see [`Linger`]. Both
+/// forms need the server's connections to be [`LingerIo`]s (served through
+/// a [`LingerListener`], axum-server's `LingerAcceptor`, or wrapped by
+/// hand).
 ///
 /// [`LingerListener`]: crate::LingerListener
+/// [`LingerIo`]: crate::LingerIo
 ///
 /// # Example
 ///
@@ -42,9 +46,9 @@ use crate::middleware::service::Linger;
 /// When a handler answers without reading the request body, the connection
 /// cannot be reused until the rest of the body has been read. If the
 /// handler dropped the body and its known remainder is at most
-/// [`DEFAULT_RESCUE_MAX_BYTES`](crate::DEFAULT_RESCUE_MAX_BYTES), the
+/// [`DEFAULT_RESCUE_MAX_BYTES`](Self::DEFAULT_RESCUE_MAX_BYTES), the
 /// middleware discards it, for at most
-/// [`DEFAULT_RESCUE_BUDGET`](crate::DEFAULT_RESCUE_BUDGET), before it
+/// [`DEFAULT_RESCUE_BUDGET`](Self::DEFAULT_RESCUE_BUDGET), before it
 /// releases the response: the connection stays open instead of closing and
 /// lingering. Otherwise, or if the budget runs out, the response says
 /// `Connection: close`. Tune it with [`with_rescue`](Self::with_rescue),
@@ -59,6 +63,14 @@ pub struct LingerLayer {
 }
 
 impl LingerLayer {
+    /// Default largest unread request body remainder the middleware
+    /// discards to keep a connection reusable: 256 KiB (Go's `net/http`
+    /// figure).
+    pub const DEFAULT_RESCUE_MAX_BYTES: u64 = 256 << 10;
+    /// Default time the middleware spends discarding such a remainder
+    /// before it gives up and ends the connection: 50 ms.
+    pub const DEFAULT_RESCUE_BUDGET: Duration = Duration::from_millis(50);
+
     /// A layer that finds each connection's [`ConnectionHandle`] itself.
     pub fn new() -> Self {
         Self {
@@ -94,7 +106,7 @@ impl LingerLayer {
     /// use tower::Layer;
     ///
     /// let (server, _client) = tokio::io::duplex(64);
-    /// let io = LingerIo::new(server);
+    /// let io = LingerIo::standalone(server);
     /// let svc = LingerLayer::with_handle(io.handle().clone())
     ///     .layer(tower::service_fn(|_req: http::Request<linger::LingerBody<String>>| async {
     ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))

@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::connection::AsConnectionHandle;
+use crate::state::connection::AsConnectionHandle;
 use crate::middleware::body::AxumBodies;
 use crate::middleware::service::Linger;
 

@@ -19,10 +19,6 @@ mod rescue;
 mod rules;
 pub(crate) mod service;
 
-#[cfg(feature = "axum")]
-pub use body::AxumBodies;
-pub use body::{InnerBody, LingerBodies};
-pub use rescue::{DEFAULT_RESCUE_BUDGET, DEFAULT_RESCUE_MAX_BYTES};
 
 #[cfg(test)]
 mod tests;

@@ -9,13 +9,6 @@ use std::time::Duration;
 use http_body::Body;
 use tokio::time::Sleep;
 
-/// Default largest unread request body remainder the middleware discards to
-/// keep a connection reusable: 256 KiB (Go's `net/http` figure).
-pub const DEFAULT_RESCUE_MAX_BYTES: u64 = 256 << 10;
-/// Default time the middleware spends discarding such a remainder before
-/// it gives up and ends the connection: 50 ms.
-pub const DEFAULT_RESCUE_BUDGET: Duration = Duration::from_millis(50);
-
 /// How much unread body the middleware discards, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rescue {
@@ -25,8 +18,8 @@ pub(crate) struct Rescue {
 
 impl Rescue {
     pub(crate) const DEFAULT: Self = Self {
-        max_bytes: DEFAULT_RESCUE_MAX_BYTES,
-        budget: DEFAULT_RESCUE_BUDGET,
+        max_bytes: crate::LingerLayer::DEFAULT_RESCUE_MAX_BYTES,
+        budget: crate::LingerLayer::DEFAULT_RESCUE_BUDGET,
     };
 
     /// Starts discarding `body` while `response` waits, if the body's known

@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Version};
 use tower_service::Service;
 
-use crate::connection::ConnectionHandle;
+use crate::state::connection::ConnectionHandle;
+use crate::state::current::{self, Lookup};
 use crate::middleware::body::{InnerBody, LingerBodies, LingerBody};
 use crate::middleware::future::{ResponseFuture, Tracked};
 use crate::middleware::rescue::Rescue;
@@ -47,28 +48,39 @@ use crate::middleware::rescue::Rescue;
 /// # Where the handle comes from
 ///
 /// - Around the whole app, as axum's make-service
-///   (`axum::serve(listener, LingerLayer::new().layer(app))`, with `app`
-///   a `Router` or any axum make-service, `into_make_service_with_connect_info`
-///   included): from each connection's IO, through [`AsConnectionHandle`]
-///   (a [`LingerIo`](crate::LingerIo), a TLS stream over one). The app is
+///   ([`linger::serve`](crate::serve()), or
+///   `axum::serve(listener, LingerLayer::new().layer(app))`, with `app` a
+///   `Router` or any axum make-service,
+///   `into_make_service_with_connect_info` included): from each
+///   connection's IO, through [`AsConnectionHandle`] (a
+///   [`LingerIo`](crate::LingerIo), a TLS stream over one). The app is
 ///   wrapped once per connection.
-/// - In a hand-written hyper loop: [`LingerLayer::with_handle`](crate::LingerLayer::with_handle).
-/// - Inside the app (`Router::layer`), which never sees the connection: a
-///   [`ConnectionHandle`] request extension, or axum's
+/// - Inside the app (`Router::layer(LingerLayer::new())`), which never sees
+///   the connection: from the connection the running task reads. Each
+///   [`LingerIo`](crate::LingerIo) records its handle with the id of the
+///   tokio task that reads it, and the middleware, called by hyper from
+///   that task, finds it with one thread-local look-up. Where the call runs
+///   on another task (behind a `tower::buffer::Buffer`), or one task reads
+///   several connections at once, it finds none rather than a wrong one,
+///   and then looks for a [`ConnectionHandle`] request extension or axum's
 ///   `ConnectInfo<LingerConnectInfo>`.
+/// - In a hand-written hyper loop: [`LingerLayer::with_handle`](crate::LingerLayer::with_handle).
 ///
 /// Without a handle the unread-body rule still applies and the
 /// [`LingerIo`](crate::LingerIo) decides on its own from what it saw, but a
-/// handler's `mark_closing` cannot reach the middleware: it warns once
-/// (per layer) through `tracing`.
+/// handler's `mark_closing` cannot reach the middleware. Where the server's
+/// connections are not `LingerIo`s at all (a plain `TcpListener`), closes
+/// cannot linger, and the middleware says so once (per layer) through
+/// `tracing`.
 ///
 /// # The inner service's request body
 ///
-/// `W` says what request body the inner service receives
-/// ([`InnerBody`](crate::InnerBody)): by default `LingerBody<B>`, for any
-/// `B`; around a whole axum app, axum's own `Body`
-/// ([`AxumBodies`](crate::AxumBodies)), so that a request without a body
-/// costs no allocation.
+/// The inner service receives `Request<LingerBody<B>>` for a request body
+/// `B` (hyper's `Incoming`, say). Served as axum's make-service, the app
+/// receives axum's own `Body` instead, untouched when the middleware does
+/// not track it, so that a request without a body costs no allocation. The
+/// second type parameter records which of the two; the constructors choose
+/// it, and no user names it.
 ///
 /// [`AsConnectionHandle`]: crate::AsConnectionHandle
 pub struct Linger<S, W = LingerBodies> {
@@ -245,34 +257,26 @@ where
     }
 }
 
-/// The handle a request carries, as an extension or in axum's connect-info;
-/// warns once, through `warned`, if it carries none.
+/// The handle of the connection a request arrived on: the one the running
+/// task reads (a `LingerIo` records it, see `state::current`), else one the
+/// request carries as an extension or in axum's connect-info. Warns once,
+/// through `warned`, where the server's connections are not `LingerIo`s.
 fn find_handle(extensions: &http::Extensions, warned: &AtomicBool) -> Option<ConnectionHandle> {
-    if let Some(handle) = extensions.get::<ConnectionHandle>() {
-        return Some(handle.clone());
+    let lookup = current::lookup();
+    if let Lookup::Found(handle) = lookup {
+        return Some(handle);
     }
-    #[cfg(feature = "axum")]
+    if let Some(handle) = current::carried(extensions) {
+        return Some(handle);
+    }
+    if matches!(lookup, Lookup::NoLingerIo)
+        && !warned.load(Ordering::Relaxed)
+        && !warned.swap(true, Ordering::Relaxed)
     {
-        use crate::LingerConnectInfo;
-        use axum::extract::ConnectInfo;
-        if let Some(ConnectInfo(info)) =
-            extensions.get::<ConnectInfo<LingerConnectInfo<std::net::SocketAddr>>>()
-        {
-            return Some(info.handle().clone());
-        }
-        #[cfg(unix)]
-        if let Some(ConnectInfo(info)) =
-            extensions.get::<ConnectInfo<LingerConnectInfo<tokio::net::unix::SocketAddr>>>()
-        {
-            return Some(info.handle().clone());
-        }
-    }
-    if !warned.load(Ordering::Relaxed) && !warned.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            "linger: LingerLayer found no connection handle: closes linger only if the \
-             connection is a LingerIo (serve with LingerListener), and a handler's \
-             mark_closing cannot reach the middleware; wrap the whole app \
-             (`axum::serve(LingerListener::bind(..).await?, LingerLayer::new().layer(app))`)"
+            "linger: LingerLayer sees a connection that is not a LingerIo, so its closes do \
+             not linger: serve the app with `linger::serve(listener, app)`, or give \
+             `axum::serve` a `linger::LingerListener` instead of a `TcpListener`"
         );
     }
     None

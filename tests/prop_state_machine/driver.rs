@@ -156,7 +156,7 @@ pub(crate) async fn drive(script: &Script, state: &State) -> Run {
         let io = listener.wrap(mock);
         (Some(listener), io)
     } else {
-        (None, LingerIo::with_config(mock, config))
+        (None, LingerIo::standalone_with_config(mock, config))
     };
     let stopper: Option<LingerShutdown> = listener.as_ref().map(LingerListener::shutdown_handle);
     let handle = io.handle().clone();

@@ -6,7 +6,12 @@ use std::io;
 use std::task::Poll;
 use std::time::Duration;
 
-use linger::{LingerMode, LingerStats, DRAIN_READS_PER_POLL, DRAIN_READ_LEN};
+use linger::{LingerMode, LingerStats};
+
+/// What `LingerIo`'s docs promise a drain does per poll: at most 16 reads
+/// of at most 64 KiB each, then it yields.
+const DRAIN_READS_PER_POLL: usize = 16;
+const DRAIN_READ_LEN: usize = 64 * 1024;
 use tokio::time::Instant;
 
 use crate::driver::{ClosePoll, Run, MAX_ITERATIONS};

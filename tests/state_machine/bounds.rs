@@ -5,7 +5,10 @@
 use std::io;
 use std::time::Duration;
 
-use linger::{LingerConfig, LingerIo, LingerMode, DRAIN_READ_LEN};
+use linger::{LingerConfig, LingerIo, LingerMode};
+
+/// The most one drain read discards, as `LingerIo`'s docs say: 64 KiB.
+const DRAIN_READ_LEN: usize = 64 * 1024;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready_ok, task};
@@ -148,7 +151,7 @@ async fn a_flood_yields_between_batches_of_reads() {
         builder.read(&[b'f'; 100]);
     }
     let (mock, mock_handle) = builder.build_with_handle();
-    let mut io = LingerIo::with_config(mock, config(LingerMode::On));
+    let mut io = LingerIo::standalone_with_config(mock, config(LingerMode::On));
     let mut buf = [0u8; 256];
     assert_eq!(within(io.read(&mut buf)).await.unwrap(), REQUEST.len());
     let handle = io.handle().clone();
@@ -184,7 +187,7 @@ async fn a_read_error_ends_the_linger() {
         .read(REQUEST)
         .read_error(io::ErrorKind::ConnectionReset.into())
         .build();
-    let mut io = LingerIo::with_config(mock, config(LingerMode::On));
+    let mut io = LingerIo::standalone_with_config(mock, config(LingerMode::On));
     let mut buf = [0u8; 256];
     assert_eq!(within(io.read(&mut buf)).await.unwrap(), REQUEST.len());
     let handle = io.handle().clone();

@@ -124,7 +124,7 @@ async fn dropped_mid_linger_continues_the_same_linger() {
 #[test]
 fn dropped_outside_a_runtime_closes_plainly() {
     let (server, mut peer) = duplex(1024);
-    let mut io = LingerIo::with_config(server, config(LingerMode::On));
+    let mut io = LingerIo::standalone_with_config(server, config(LingerMode::On));
     let handle = io.handle().clone();
     // Read a request by hand: no runtime anywhere.
     let mut write = task::spawn(peer.write_all(REQUEST));

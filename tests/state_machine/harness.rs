@@ -72,7 +72,7 @@ pub(crate) async fn within<F: Future>(fut: F) -> F::Output {
 /// A server-side `LingerIo` over a duplex pipe, and the peer's end.
 pub(crate) fn pipe(config: LingerConfig) -> (LingerIo<DuplexStream>, DuplexStream) {
     let (server, peer) = duplex(64 << 10);
-    (LingerIo::with_config(server, config), peer)
+    (LingerIo::standalone_with_config(server, config), peer)
 }
 
 /// As [`pipe`], after the peer sent a request and the server read it.

@@ -69,7 +69,7 @@ async fn vectored_writes_are_forwarded() {
     for vectored in [true, false] {
         let (server, mut peer) = duplex(1024);
         let calls = Arc::new(AtomicUsize::new(0));
-        let mut io = LingerIo::new(Vectored {
+        let mut io = LingerIo::standalone(Vectored {
             inner: server,
             vectored,
             calls: calls.clone(),
@@ -86,10 +86,10 @@ async fn vectored_writes_are_forwarded() {
     // And for stock IOs: whatever the inner IO says.
     let (server, _peer) = duplex(64);
     let expected = server.is_write_vectored();
-    assert_eq!(LingerIo::new(server).is_write_vectored(), expected);
+    assert_eq!(LingerIo::standalone(server).is_write_vectored(), expected);
     let mock = tokio_test::io::Builder::new().build();
     let expected = mock.is_write_vectored();
-    assert_eq!(LingerIo::new(mock).is_write_vectored(), expected);
+    assert_eq!(LingerIo::standalone(mock).is_write_vectored(), expected);
     let listener = within(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .await
         .unwrap();
@@ -97,5 +97,5 @@ async fn vectored_writes_are_forwarded() {
     let _client = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
     let (tcp, _) = within(listener.accept()).await.unwrap();
     assert!(tcp.is_write_vectored());
-    assert!(LingerIo::new(tcp).is_write_vectored());
+    assert!(LingerIo::standalone(tcp).is_write_vectored());
 }

@@ -6,16 +6,20 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use crate::config::LingerConfig;
-use crate::listener::state::ListenerState;
-use crate::listener::stats::LingerStats;
+use crate::state::config::LingerConfig;
+use crate::state::group::Group;
+use crate::state::stats::LingerStats;
 
 const CLOSING: u8 = 1;
 const NO_LINGER: u8 = 2;
+/// The connection's IO is gone (closed, or handed to its linger's task).
+const ENDED: u8 = 4;
+/// One task reads this connection and another at once (see `current`).
+const SHARED_TASK: u8 = 8;
 
 struct Conn {
     flags: AtomicU8,
-    listener: Arc<ListenerState>,
+    listener: Arc<Group>,
 }
 
 /// A handle to one connection, shared by its [`LingerIo`](crate::LingerIo)
@@ -31,7 +35,7 @@ struct Conn {
 /// use linger::LingerIo;
 ///
 /// let (server, _client) = tokio::io::duplex(64);
-/// let io = LingerIo::new(server);
+/// let io = LingerIo::standalone(server);
 /// let handle = io.handle().clone();
 /// assert!(!handle.is_closing());
 /// handle.mark_closing();
@@ -43,7 +47,7 @@ pub struct ConnectionHandle {
 }
 
 impl ConnectionHandle {
-    pub(crate) fn new(listener: Arc<ListenerState>) -> Self {
+    pub(crate) fn new(listener: Arc<Group>) -> Self {
         Self {
             conn: Arc::new(Conn {
                 flags: AtomicU8::new(0),
@@ -99,8 +103,30 @@ impl ConnectionHandle {
         self.conn.listener.counters.snapshot()
     }
 
-    pub(crate) fn listener(&self) -> &Arc<ListenerState> {
+    pub(crate) fn listener(&self) -> &Arc<Group> {
         &self.conn.listener
+    }
+
+    /// Whether `other` is a handle to the same connection.
+    #[inline]
+    pub(crate) fn same_connection(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.conn, &other.conn)
+    }
+
+    pub(crate) fn mark_ended(&self) {
+        self.conn.flags.fetch_or(ENDED, Ordering::Release);
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.conn.flags.load(Ordering::Acquire) & ENDED != 0
+    }
+
+    pub(crate) fn mark_shared_task(&self) {
+        self.conn.flags.fetch_or(SHARED_TASK, Ordering::Release);
+    }
+
+    pub(crate) fn shares_task(&self) -> bool {
+        self.conn.flags.load(Ordering::Acquire) & SHARED_TASK != 0
     }
 }
 
@@ -138,7 +164,7 @@ impl fmt::Debug for ConnectionHandle {
 ///     }
 /// }
 ///
-/// let io = Metered { inner: LingerIo::new(tokio::io::duplex(64).0) };
+/// let io = Metered { inner: LingerIo::standalone(tokio::io::duplex(64).0) };
 /// assert!(io.connection_handle().is_some());
 /// ```
 pub trait AsConnectionHandle {

@@ -4,8 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::listener::state::ListenerState;
-use crate::listener::stats::LingerStats;
+use crate::state::group::Group;
+use crate::state::stats::LingerStats;
 
 /// Graceful shutdown for a [`LingerListener`](crate::LingerListener)'s
 /// connections, lingering ones included.
@@ -45,11 +45,11 @@ use crate::listener::stats::LingerStats;
 /// ```
 #[derive(Clone)]
 pub struct LingerShutdown {
-    state: Arc<ListenerState>,
+    state: Arc<Group>,
 }
 
 impl LingerShutdown {
-    pub(crate) fn new(state: Arc<ListenerState>) -> Self {
+    pub(crate) fn new(state: Arc<Group>) -> Self {
         Self { state }
     }
 
@@ -73,24 +73,28 @@ impl LingerShutdown {
     /// shutdown, then waits for the lingers running on tasks of their own
     /// ([`LingerConfig::detach`](crate::LingerConfig::detach), the default)
     /// to end: the argument for axum's `with_graceful_shutdown`.
+    /// [`linger::serve`](crate::serve())'s `with_graceful_shutdown` uses it,
+    /// and waits for the rest itself.
     ///
-    /// axum stops accepting and closes its connections once this future
-    /// resolves, and its `serve` returns once every connection task has
-    /// ended. A linger that begins after the shutdown runs in place, inside
-    /// its connection's task, so axum waits for it; the ones on tasks of
-    /// their own are what this future waits for. Each is cut to the
+    /// Each linger is cut to the
     /// [`short_deadline`](crate::LingerConfig::short_deadline) (2 s by
     /// default) from the signal, or from its own start if later, so the
-    /// wait is bounded by it, and `serve` returns within about twice the
-    /// short deadline plus the time the requests in flight take. Meanwhile
-    /// the [`LingerListener`](crate::LingerListener) hands axum no new
-    /// connection, and the [`Linger`](crate::Linger) middleware makes every
-    /// response say `Connection: close`.
+    /// wait is bounded by it. Meanwhile the
+    /// [`LingerListener`](crate::LingerListener) goes on accepting, and the
+    /// [`Linger`](crate::Linger) middleware makes every response say
+    /// `Connection: close`, new connections' first ones included. Then the
+    /// listener hands axum the connections still queued and stops
+    /// accepting, and this future resolves: axum drops the listener (later
+    /// connects are refused, not queued and reset), tells its connections
+    /// to finish, and waits for their tasks. A linger that begins after the
+    /// shutdown runs in place, inside its connection's task, so axum waits
+    /// for it too, and `serve` returns within about twice the short
+    /// deadline plus the time the requests in flight take.
     ///
     /// One close escapes both: a connection hyper drops on an error after
     /// this future resolved (a malformed request during axum's graceful
     /// phase) finishes its close on a task of its own; [`wait`](Self::wait)
-    /// after `serve` covers it.
+    /// after `serve` covers it, as `linger::serve` does.
     pub fn on<F>(&self, signal: F) -> impl Future<Output = ()> + Send + 'static
     where
         F: Future<Output = ()> + Send + 'static,
@@ -99,7 +103,17 @@ impl LingerShutdown {
         async move {
             signal.await;
             this.begin();
-            this.wait_for(|state| state.detached() == 0).await;
+            this.wait_detached().await;
+            let state = &this.state;
+            state.stop_accepting.cancel();
+            if state.axum_accepts.load(std::sync::atomic::Ordering::Relaxed) {
+                // Bounded, should no accept loop poll the listener again.
+                let _ = tokio::time::timeout(
+                    state.config.short_deadline(),
+                    state.accept_closed.cancelled(),
+                )
+                .await;
+            }
         }
     }
 
@@ -113,7 +127,12 @@ impl LingerShutdown {
             .await;
     }
 
-    async fn wait_for(&self, done: impl Fn(&ListenerState) -> bool) {
+    /// Resolves once no linger runs on a task of its own.
+    pub(crate) async fn wait_detached(&self) {
+        self.wait_for(|state| state.detached() == 0).await;
+    }
+
+    async fn wait_for(&self, done: impl Fn(&Group) -> bool) {
         loop {
             let idle = self.state.idle.notified();
             tokio::pin!(idle);

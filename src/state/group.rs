@@ -1,4 +1,5 @@
-//! [`ListenerState`]: what every connection of one listener shares.
+//! [`Group`]: what every connection of one listener (or acceptor, or
+//! standalone `LingerIo`) shares.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -6,15 +7,15 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::LingerConfig;
-use crate::listener::stats::Counters;
+use crate::state::config::LingerConfig;
+use crate::state::stats::Counters;
 
 /// State shared by every connection of one [`LingerListener`](crate::LingerListener)
 /// (or of one standalone [`LingerIo`](crate::LingerIo)): the configuration,
 /// the counters, and the shutdown signal. Connections reach it through
 /// their [`ConnectionHandle`](crate::ConnectionHandle); nothing of it is
 /// process-wide.
-pub(crate) struct ListenerState {
+pub(crate) struct Group {
     pub(crate) config: LingerConfig,
     pub(crate) counters: Counters,
     pub(crate) shutdown: CancellationToken,
@@ -25,9 +26,22 @@ pub(crate) struct ListenerState {
     detached: AtomicUsize,
     /// Woken when the last linger ends, and when the last detached one does.
     pub(crate) idle: Notify,
+    /// The accept loop's end: cancelled by [`LingerShutdown::on`] once its
+    /// wait is over; the listener then hands on what is queued, and closes.
+    ///
+    /// [`LingerShutdown::on`]: crate::LingerShutdown::on
+    pub(crate) stop_accepting: CancellationToken,
+    /// Cancelled by the listener once its accept queue was found empty
+    /// after `stop_accepting`: it accepts nothing more.
+    pub(crate) accept_closed: CancellationToken,
+    /// Whether an axum accept loop takes connections from this group's
+    /// listener (so that [`LingerShutdown::on`] waits for it to close).
+    ///
+    /// [`LingerShutdown::on`]: crate::LingerShutdown::on
+    pub(crate) axum_accepts: AtomicBool,
 }
 
-impl ListenerState {
+impl Group {
     pub(crate) fn new(config: LingerConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
@@ -36,6 +50,9 @@ impl ListenerState {
             shutting_down: AtomicBool::new(false),
             detached: AtomicUsize::new(0),
             idle: Notify::new(),
+            stop_accepting: CancellationToken::new(),
+            accept_closed: CancellationToken::new(),
+            axum_accepts: AtomicBool::new(false),
         })
     }
 
@@ -79,7 +96,7 @@ impl ListenerState {
 }
 
 /// One linger counted as running on a task of its own, until dropped.
-pub(crate) struct DetachedLinger(Arc<ListenerState>);
+pub(crate) struct DetachedLinger(Arc<Group>);
 
 impl Drop for DetachedLinger {
     fn drop(&mut self) {

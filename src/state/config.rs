@@ -30,11 +30,11 @@ pub enum LingerMode {
 ///
 /// | bound | default | anchor |
 /// |---|---|---|
-/// | [`idle_timeout`] | 5 s ([`DEFAULT_IDLE_TIMEOUT`]) | nginx `lingering_timeout` 5 s; several TCP retransmission timeouts, so a client on a lossy link still gets its chance |
-/// | [`deadline`] | 30 s ([`DEFAULT_DEADLINE`]) | nginx `lingering_time` 30 s, Apache `MAX_SECS_TO_LINGER` 30 s |
-/// | [`max_bytes`] | 64 MiB ([`DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
-/// | [`max_lingering`] | 1024 ([`DEFAULT_MAX_LINGERING`]) | full-length lingers at once per listener; past it a linger gets the short deadline instead of holding a socket for 30 s |
-/// | [`short_deadline`] | 2 s ([`DEFAULT_SHORT_DEADLINE`]) | Apache's short linger when stopping; used past [`max_lingering`] and while the server shuts down |
+/// | [`idle_timeout`] | 5 s ([`LingerConfig::DEFAULT_IDLE_TIMEOUT`]) | nginx `lingering_timeout` 5 s; several TCP retransmission timeouts, so a client on a lossy link still gets its chance |
+/// | [`deadline`] | 30 s ([`LingerConfig::DEFAULT_DEADLINE`]) | nginx `lingering_time` 30 s, Apache `MAX_SECS_TO_LINGER` 30 s |
+/// | [`max_bytes`] | 64 MiB ([`LingerConfig::DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
+/// | [`max_lingering`] | 1024 ([`LingerConfig::DEFAULT_MAX_LINGERING`]) | full-length lingers at once per listener; past it a linger gets the short deadline instead of holding a socket for 30 s |
+/// | [`short_deadline`] | 2 s ([`LingerConfig::DEFAULT_SHORT_DEADLINE`]) | Apache's short linger when stopping; used past [`max_lingering`] and while the server shuts down |
 ///
 /// [`idle_timeout`]: LingerConfig::idle_timeout
 /// [`deadline`]: LingerConfig::deadline
@@ -68,33 +68,33 @@ pub struct LingerConfig {
     detach: bool,
 }
 
-/// Default [`LingerConfig::idle_timeout`]: 5 seconds (nginx `lingering_timeout`).
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default [`LingerConfig::deadline`]: 30 seconds (nginx `lingering_time`, Apache).
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
-/// Default [`LingerConfig::max_bytes`]: 64 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
-/// Default [`LingerConfig::max_lingering`]: 1024 connections.
-pub const DEFAULT_MAX_LINGERING: usize = 1024;
-/// Default [`LingerConfig::short_deadline`]: 2 seconds (Apache's short linger).
-pub const DEFAULT_SHORT_DEADLINE: Duration = Duration::from_secs(2);
-/// Default [`LingerConfig::ack_quiet`]: 20 milliseconds.
-pub const DEFAULT_ACK_QUIET: Duration = Duration::from_millis(20);
-
 impl LingerConfig {
-    /// The defaults: mode [`LingerMode::On`], [`DEFAULT_IDLE_TIMEOUT`],
-    /// [`DEFAULT_DEADLINE`], [`DEFAULT_MAX_BYTES`].
+    /// Default [`LingerConfig::idle_timeout`]: 5 seconds (nginx `lingering_timeout`).
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default [`LingerConfig::deadline`]: 30 seconds (nginx `lingering_time`, Apache).
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+    /// Default [`LingerConfig::max_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+    /// Default [`LingerConfig::max_lingering`]: 1024 connections.
+    pub const DEFAULT_MAX_LINGERING: usize = 1024;
+    /// Default [`LingerConfig::short_deadline`]: 2 seconds (Apache's short linger).
+    pub const DEFAULT_SHORT_DEADLINE: Duration = Duration::from_secs(2);
+    /// Default [`LingerConfig::ack_quiet`]: 20 milliseconds.
+    pub const DEFAULT_ACK_QUIET: Duration = Duration::from_millis(20);
+
+    /// The defaults: mode [`LingerMode::On`], [`DEFAULT_IDLE_TIMEOUT`](Self::DEFAULT_IDLE_TIMEOUT),
+    /// [`DEFAULT_DEADLINE`](Self::DEFAULT_DEADLINE), [`DEFAULT_MAX_BYTES`](Self::DEFAULT_MAX_BYTES).
     #[must_use]
     pub const fn new() -> Self {
         Self {
             mode: LingerMode::On,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            deadline: DEFAULT_DEADLINE,
-            max_bytes: DEFAULT_MAX_BYTES,
-            max_lingering: DEFAULT_MAX_LINGERING,
-            short_deadline: DEFAULT_SHORT_DEADLINE,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            deadline: Self::DEFAULT_DEADLINE,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_lingering: Self::DEFAULT_MAX_LINGERING,
+            short_deadline: Self::DEFAULT_SHORT_DEADLINE,
             end_when_acked: false,
-            ack_quiet: DEFAULT_ACK_QUIET,
+            ack_quiet: Self::DEFAULT_ACK_QUIET,
             detach: true,
         }
     }

@@ -1,0 +1,165 @@
+//! Which connection the running task serves: how the middleware inside an
+//! app (`Router::layer(LingerLayer::new())`), and the handler's
+//! [`ConnectionHandle`] extractor, find a connection they were never given.
+//!
+//! A [`LingerIo`](crate::LingerIo) records its handle, with the id of the
+//! tokio task reading it, in a per-thread slot each time it is read. A
+//! lookup made by the same task on the same thread finds it. axum's
+//! `serve`, [`linger::serve`](crate::serve()), axum-server and hyper-util's
+//! accept loops serve each connection on a task of its own, and hyper calls
+//! the service from that task, so the slot names the connection whose
+//! request is being dispatched. Anything else falls back to "unknown",
+//! never to another connection:
+//!
+//! - a lookup from another task (a `tower::buffer::Buffer` worker, a task
+//!   the handler spawned) or outside any task: another task id;
+//! - a task that went on to read another connection on this thread: the
+//!   slot holds that one's handle with this task's id only while it is the
+//!   connection this task reads;
+//! - a task that reads two connections at once: once the second is read
+//!   while the first is open, both are marked as sharing a task, and a
+//!   lookup that finds either answers "unknown".
+
+use std::cell::{Cell, RefCell};
+
+use tokio::task::Id;
+
+use crate::state::connection::ConnectionHandle;
+
+struct Slot {
+    /// The task that last read a `LingerIo` on this thread.
+    task: Cell<Option<Id>>,
+    /// That `LingerIo`'s handle.
+    handle: RefCell<Option<ConnectionHandle>>,
+    /// Whether any `LingerIo` was ever read on this thread.
+    seen: Cell<bool>,
+}
+
+thread_local! {
+    static SLOT: Slot = const {
+        Slot {
+            task: Cell::new(None),
+            handle: RefCell::new(None),
+            seen: Cell::new(false),
+        }
+    };
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// The connection the running task serves.
+    Found(ConnectionHandle),
+    /// A `LingerIo` was read on this thread, but none can be named for the
+    /// running task (see the module docs): a fallback, not a wiring error.
+    Unknown,
+    /// No `LingerIo` was ever read on this thread: the server's
+    /// connections are not `LingerIo`s.
+    NoLingerIo,
+}
+
+/// Records that the running task reads the connection of `handle`.
+#[inline]
+pub(crate) fn enter(handle: &ConnectionHandle) {
+    let Some(task) = tokio::task::try_id() else {
+        return;
+    };
+    let _ = SLOT.try_with(|slot| {
+        let Ok(mut current) = slot.handle.try_borrow_mut() else {
+            return;
+        };
+        let same_task = slot.task.get() == Some(task);
+        match current.as_ref() {
+            Some(held) if same_task && held.same_connection(handle) => return,
+            // One task reading two open connections: neither can be told
+            // apart from the other by task.
+            Some(held) if same_task && !held.is_ended() => {
+                held.mark_shared_task();
+                handle.mark_shared_task();
+            }
+            _ => {}
+        }
+        slot.task.set(Some(task));
+        slot.seen.set(true);
+        *current = Some(handle.clone());
+    });
+}
+
+/// Forgets `handle` if this thread's slot holds it (its connection ended).
+pub(crate) fn leave(handle: &ConnectionHandle) {
+    let _ = SLOT.try_with(|slot| {
+        if let Ok(mut current) = slot.handle.try_borrow_mut() {
+            if current.as_ref().is_some_and(|h| h.same_connection(handle)) {
+                *current = None;
+                slot.task.set(None);
+            }
+        }
+    });
+}
+
+/// The connection the running task serves, if it can be named.
+pub(crate) fn lookup() -> Lookup {
+    let task = tokio::task::try_id();
+    SLOT.try_with(|slot| {
+        if !slot.seen.get() {
+            return Lookup::NoLingerIo;
+        }
+        if task.is_none() || slot.task.get() != task {
+            return Lookup::Unknown;
+        }
+        match slot.handle.try_borrow().ok().as_deref() {
+            Some(Some(handle)) if !handle.shares_task() => Lookup::Found(handle.clone()),
+            _ => Lookup::Unknown,
+        }
+    })
+    .unwrap_or(Lookup::Unknown)
+}
+
+/// The handle a request carries: a [`ConnectionHandle`] extension, or
+/// axum's `ConnectInfo<LingerConnectInfo>`.
+pub(crate) fn carried(extensions: &http::Extensions) -> Option<ConnectionHandle> {
+    if let Some(handle) = extensions.get::<ConnectionHandle>() {
+        return Some(handle.clone());
+    }
+    #[cfg(feature = "axum")]
+    {
+        use crate::state::LingerConnectInfo;
+        use axum::extract::ConnectInfo;
+        if let Some(ConnectInfo(info)) =
+            extensions.get::<ConnectInfo<LingerConnectInfo<std::net::SocketAddr>>>()
+        {
+            return Some(info.handle().clone());
+        }
+        #[cfg(unix)]
+        if let Some(ConnectInfo(info)) =
+            extensions.get::<ConnectInfo<LingerConnectInfo<tokio::net::unix::SocketAddr>>>()
+        {
+            return Some(info.handle().clone());
+        }
+    }
+    None
+}
+
+/// A handler's [`ConnectionHandle`]: `async fn h(conn: ConnectionHandle)`
+/// gets the handle of the connection its request arrived on (the one the
+/// running task reads, else a handle the request carries), so that
+/// `conn.mark_closing()` ends the connection after this response. Rejects
+/// the request with `500 Internal Server Error` where there is none (the
+/// server's connections are not `LingerIo`s, or the handler runs behind a
+/// layer that moved it to another task).
+#[cfg(feature = "axum")]
+impl<S: Sync> axum::extract::FromRequestParts<S> for ConnectionHandle {
+    type Rejection = (http::StatusCode, &'static str);
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if let Lookup::Found(handle) = lookup() {
+            return Ok(handle);
+        }
+        carried(&parts.extensions).ok_or((
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "linger: this request's connection has no ConnectionHandle",
+        ))
+    }
+}
