@@ -1,7 +1,9 @@
 //! The close scenarios over real loopback sockets, each run against the lab
-//! app served plainly (to show the test can fail here) and served the
-//! README's way with the crate: `axum::serve(LingerListener::new(tcp),
-//! LingerLayer::new().layer(app))`.
+//! app served plainly (to show the test can fail here) and served with the
+//! crate in every form the README shows: `linger::serve(listener, app)`,
+//! `axum::serve(LingerListener, LingerLayer::new().layer(app))`,
+//! `axum::serve(LingerListener, app.layer(LingerLayer::new()))`, and
+//! `LingerListener::serve_with(auto::Builder, app)`.
 
 mod support;
 
@@ -30,13 +32,16 @@ fn trials(lab: &Lab, key: &str) -> Vec<Outcome> {
 }
 
 /// Runs a scenario against both servers: whole every time with the crate,
-/// and at least one loss without it.
+/// in every form the README shows, and at least one loss without it.
 fn cured(key: &str) {
-    let with = trials(&Lab::lingering(LingerConfig::new()), key);
-    assert!(
-        with.iter().all(Outcome::is_whole),
-        "{key} with linger: {with:?}"
-    );
+    for close in Close::every_form(LingerConfig::new()) {
+        let name = close.name();
+        let with = trials(&Lab::start(lab::app(), close), key);
+        assert!(
+            with.iter().all(Outcome::is_whole),
+            "{key} with linger, {name}: {with:?}"
+        );
+    }
     // Plainly a loss is a race some scenarios lose only most of the time
     // (on a loaded machine, the 256 KiB error body now and then arrives):
     // try until one is lost, at most PLAIN_TRIALS times.
@@ -97,13 +102,16 @@ fn malformed_request_gets_its_400_and_a_fin_not_a_reset() {
 /// Scenarios a plain server survives too: they must stay whole.
 #[test]
 fn interleaved_upload_and_control_stay_whole() {
-    let lab = Lab::lingering(LingerConfig::new());
-    for key in ["reject-upload-interleaved", "control-close"] {
-        let outcomes = trials(&lab, key);
-        assert!(
-            outcomes.iter().all(Outcome::is_whole),
-            "{key}: {outcomes:?}"
-        );
+    for close in Close::every_form(LingerConfig::new()) {
+        let name = close.name();
+        let lab = Lab::start(lab::app(), close);
+        for key in ["reject-upload-interleaved", "control-close"] {
+            let outcomes = trials(&lab, key);
+            assert!(
+                outcomes.iter().all(Outcome::is_whole),
+                "{key}, {name}: {outcomes:?}"
+            );
+        }
     }
 }
 

@@ -44,6 +44,8 @@ enum Wiring {
     /// `axum::serve(listener, app.layer(LingerLayer::new()))`, the signal
     /// through `LingerShutdown::on`.
     InsideTheApp,
+    /// `LingerListener::serve_with(auto::Builder, app).with_graceful_shutdown(signal)`.
+    Hyper,
     /// As `WholeApp`, but the signal straight to axum's `with_graceful_shutdown`.
     SignalOnly,
     /// Plain axum.
@@ -51,7 +53,12 @@ enum Wiring {
 }
 
 /// The wirings that give the crate's graceful shutdown.
-const CURED: [Wiring; 3] = [Wiring::Serve, Wiring::WholeApp, Wiring::InsideTheApp];
+const CURED: [Wiring; 4] = [
+    Wiring::Serve,
+    Wiring::WholeApp,
+    Wiring::InsideTheApp,
+    Wiring::Hyper,
+];
 
 struct Server {
     rt: tokio::runtime::Runtime,
@@ -101,6 +108,17 @@ impl Server {
                     Wiring::InsideTheApp => tokio::spawn(
                         axum::serve(listener, app().layer(LingerLayer::new()))
                             .with_graceful_shutdown(shutdown.on(signal))
+                            .into_future(),
+                    ),
+                    Wiring::Hyper => tokio::spawn(
+                        listener
+                            .serve_with(
+                                hyper_util::server::conn::auto::Builder::new(
+                                    hyper_util::rt::TokioExecutor::new(),
+                                ),
+                                app(),
+                            )
+                            .with_graceful_shutdown(signal)
                             .into_future(),
                     ),
                     Wiring::SignalOnly | Wiring::Plain => tokio::spawn(

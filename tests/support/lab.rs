@@ -69,6 +69,39 @@ pub(crate) enum Close {
     /// newtype, so that the drain copies into the scratch buffer rather
     /// than discarding with `recv(MSG_TRUNC)`.
     Copying(LingerConfig),
+    /// `linger::serve` over a [`LingerListener`] with this configuration.
+    Serve(LingerConfig),
+    /// `app.layer(LingerLayer::new())` (inside the app), through a
+    /// [`LingerListener`] with this configuration.
+    InsideTheApp(LingerConfig),
+    /// The app as a tower service, through `LingerListener::serve_with` and
+    /// hyper-util's `auto::Builder`.
+    Hyper(LingerConfig),
+}
+
+impl Close {
+    /// Every wiring the README shows, with `config`.
+    pub(crate) fn every_form(config: LingerConfig) -> [Close; 4] {
+        [
+            Close::Serve(config),
+            Close::Linger(config, LingerLayer::new()),
+            Close::InsideTheApp(config),
+            Close::Hyper(config),
+        ]
+    }
+
+    /// A name for messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Close::Plain => "plain axum",
+            Close::Linger(..) => "around the whole app",
+            Close::ListenerOnly(_) => "the listener alone",
+            Close::Copying(_) => "copying drain",
+            Close::Serve(_) => "linger::serve",
+            Close::InsideTheApp(_) => "inside the app",
+            Close::Hyper(_) => "LingerListener::serve_with",
+        }
+    }
 }
 
 /// A loopback-or-given listener fit for `close`: with the crate's backlog
@@ -80,9 +113,7 @@ pub(crate) async fn bind(
 ) -> std::io::Result<TcpListener> {
     match close {
         Close::Plain => TcpListener::bind(addr).await,
-        Close::Linger(..) | Close::ListenerOnly(_) | Close::Copying(_) => {
-            Ok(LingerListener::bind(addr).await?.into_inner())
-        }
+        _ => Ok(LingerListener::bind(addr).await?.into_inner()),
     }
 }
 
@@ -139,6 +170,30 @@ async fn serve_with(
                 let _ = lingers.send(listener.shutdown_handle());
             }
             axum::serve(listener, LingerLayer::new().layer(app)).await
+        }
+        Close::Serve(config) => {
+            let listener = LingerListener::with_config(listener, config);
+            if let Some(lingers) = lingers {
+                let _ = lingers.send(listener.shutdown_handle());
+            }
+            linger::serve(listener, app).await
+        }
+        Close::InsideTheApp(config) => {
+            let listener = LingerListener::with_config(listener, config);
+            if let Some(lingers) = lingers {
+                let _ = lingers.send(listener.shutdown_handle());
+            }
+            axum::serve(listener, app.layer(LingerLayer::new())).await
+        }
+        Close::Hyper(config) => {
+            let listener = LingerListener::with_config(listener, config);
+            if let Some(lingers) = lingers {
+                let _ = lingers.send(listener.shutdown_handle());
+            }
+            let builder = hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            );
+            listener.serve_with(builder, app).await
         }
         Close::Plain => {
             drop(lingers); // nothing to send: the waiting side gets `None`
