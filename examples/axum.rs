@@ -25,8 +25,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use linger::{LingerLayer, LingerListener};
-use tower::Layer;
+use linger::LingerListener;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -48,43 +47,29 @@ async fn main() -> std::io::Result<()> {
         Ok(port) => port.parse().expect("PORT must be a port number"),
         Err(_) => 3000,
     };
-    // The two pieces of lingering close:
-    // - `LingerListener` wraps every accepted connection in a `LingerIo`,
-    //   whose close half-closes, then drains the client's input (bounded by
-    //   a `LingerConfig`: 5 s idle, 30 s total, 64 MiB) before it closes.
-    //   `bind` listens with a backlog of 4096 (tokio's `bind`: 128), so a
-    //   burst of connections does not overflow the accept queue;
-    //   `LingerListener::bind_with` takes other bounds and backlogs.
-    // - `LingerLayer` around the whole app is the make-service axum serves:
-    //   it finds each connection's handle in the listener's IO and makes
-    //   every response that ends its connection where hyper would not say
-    //   so (here: the 413, whose request body is left unread) carry
-    //   `Connection: close`.
-    //
-    // Need the peer address, or to end a connection from a handler? axum's
-    // `ConnectInfo<SocketAddr>` does not work through a custom listener;
-    // serve `LingerLayer::new().layer(app.into_make_service_with_connect_info::<linger::LingerConnectInfo>())`
-    // and extract `ConnectInfo<LingerConnectInfo>`: its `handle().mark_closing()`
-    // makes the current response say `Connection: close`.
+    // Every connection it accepts closes with a lingering close: half-close,
+    // then drain the client's input (5 s idle, 30 s total, 64 MiB: the
+    // default `LingerConfig`; `LingerListener::bind_with` takes others)
+    // before the socket closes. It listens with a backlog of 4096 (tokio's
+    // `bind`: 128), so a burst of connections does not overflow the queue.
     let listener = LingerListener::bind(("127.0.0.1", port)).await?;
-    tracing::info!("listening on http://{}", listener.get_ref().local_addr()?);
-    // On Ctrl-C: every linger is cut to the short deadline (2 s), and
-    // `on` waits for the lingers running on tasks of their own; then axum
-    // stops accepting, hyper makes responses still in flight say
-    // `Connection: close`, and the lingers that begin from then on run in
-    // their connection's task, which axum waits for. `serve` returns once
-    // every linger has ended.
-    let shutdown = listener.shutdown_handle();
-    axum::serve(listener, LingerLayer::new().layer(app))
-        .with_graceful_shutdown(shutdown.on(async {
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let lingers = listener.shutdown_handle();
+
+    // `linger::serve` is `axum::serve` with the middleware around the app:
+    // a response that ends its connection where hyper would not say so
+    // (here: the 413, whose request body is left unread) says
+    // `Connection: close`. On Ctrl-C every linger is cut to 2 s, new
+    // connections are still answered until the lingers have ended, the
+    // listening socket closes, axum finishes its connections, and `serve`
+    // returns once every linger has ended.
+    linger::serve(listener, app)
+        .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();
             tracing::info!("shutting down");
-        }))
+        })
         .await?;
-    // The one close `on` cannot see: a connection hyper dropped on an error
-    // during axum's graceful shutdown finishes its close on a task.
-    shutdown.wait().await;
-    tracing::info!("stopped: {:?}", shutdown.stats());
+    tracing::info!("stopped: {:?}", lingers.stats());
     Ok(())
 }
 

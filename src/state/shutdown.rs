@@ -18,27 +18,27 @@ use crate::state::stats::LingerStats;
 /// so that the server's own graceful shutdown waits for it.
 /// [`wait`](Self::wait) resolves once no connection lingers.
 ///
-/// With axum, pass [`on`](Self::on) to `with_graceful_shutdown`: it begins
-/// the shutdown on the signal and waits for the lingers detached before it;
-/// axum then waits for its connection tasks, lingers in place included, so
-/// `serve` returns once every linger has ended. With a hand-written
-/// hyper-util loop, call `begin` beside `GracefulShutdown::shutdown`, and
-/// `wait` after it.
+/// [`linger::serve`](crate::serve()) and
+/// [`LingerListener::serve_with`](crate::LingerListener::serve_with) do all
+/// of this in their `with_graceful_shutdown`. With `axum::serve`, pass
+/// [`on`](Self::on) to `with_graceful_shutdown` and await
+/// [`wait`](Self::wait) after `serve`. With a hand-written hyper-util loop,
+/// call `begin` beside `GracefulShutdown::shutdown`, and `wait` after it.
 ///
 /// # Example
 ///
 /// ```
 /// use axum::{routing::get, Router};
 /// use linger::{LingerLayer, LingerListener};
-/// use tower::Layer;
 ///
 /// # async {
-/// let app = Router::new().route("/", get(|| async { "hi" }));
+/// let app = Router::new().route("/", get(|| async { "hi" })).layer(LingerLayer::new());
 /// let listener = LingerListener::bind("127.0.0.1:3000").await?;
 /// let shutdown = listener.shutdown_handle();
-/// axum::serve(listener, LingerLayer::new().layer(app))
+/// axum::serve(listener, app)
 ///     .with_graceful_shutdown(shutdown.on(async { tokio::signal::ctrl_c().await.ok(); }))
 ///     .await?;
+/// shutdown.wait().await;
 /// // Every linger has ended.
 /// # Ok::<_, std::io::Error>(())
 /// # };
