@@ -30,7 +30,10 @@ async fn main() -> std::io::Result<()> {
     // they have ended, hyper finishes its connections, and this returns
     // when every linger has ended.
     listener
-        .serve_with(auto::Builder::new(TokioExecutor::new()), tower::service_fn(handle))
+        .serve_with(
+            auto::Builder::new(TokioExecutor::new()),
+            tower::service_fn(handle),
+        )
         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap_or(()) })
         .await?;
     tracing::info!("stopped: {:?}", lingers.stats());
@@ -45,12 +48,14 @@ async fn handle(req: Request<LingerBody<Incoming>>) -> Result<Response<Full<Byte
     if req.uri().path() != "/upload" {
         return Ok(Response::new(Full::from("hello\n")));
     }
-    Ok(match Limited::new(req.into_body(), UPLOAD_LIMIT).collect().await {
-        Ok(body) => Response::new(Full::from(format!("{} bytes\n", body.to_bytes().len()))),
-        Err(_) => {
-            let mut response = Response::new(Full::from("413 Payload Too Large\n"));
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            response
-        }
-    })
+    Ok(
+        match Limited::new(req.into_body(), UPLOAD_LIMIT).collect().await {
+            Ok(body) => Response::new(Full::from(format!("{} bytes\n", body.to_bytes().len()))),
+            Err(_) => {
+                let mut response = Response::new(Full::from("413 Payload Too Large\n"));
+                *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                response
+            }
+        },
+    )
 }

@@ -143,7 +143,11 @@ fn ends_after_this_response(addr: SocketAddr, executed: &AtomicUsize) -> Result<
     client.write_all(&end_then_pipelined()).unwrap();
     let response = read_response(&mut client).map_err(|e| format!("{e:?}"))?;
     if !response.head.closes() || response.body.len() != END_BODY {
-        return Err(format!("{}, {} bytes", response.head.text, response.body.len()));
+        return Err(format!(
+            "{}, {} bytes",
+            response.head.text,
+            response.body.len()
+        ));
     }
     let (rest, end) = read_to_close(&mut client);
     if !rest.is_empty() || end != End::Eof {

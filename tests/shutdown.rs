@@ -369,7 +369,11 @@ fn while_the_shutdown_waits_new_connections_are_answered_and_closed() {
             .write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
             .unwrap();
         let res = read_response(&mut keep_alive).unwrap();
-        assert!(res.head.closes(), "{wiring:?}, during the wait: {}", res.head.text);
+        assert!(
+            res.head.closes(),
+            "{wiring:?}, during the wait: {}",
+            res.head.text
+        );
         assert_eq!(res.body, b"ok");
         let (_, clean) = clean_end(&mut keep_alive);
         assert!(clean, "{wiring:?}: the keep-alive connection was reset");
@@ -379,15 +383,25 @@ fn while_the_shutdown_waits_new_connections_are_answered_and_closed() {
         late.write_all(b"GET /ok HTTP/1.1\r\nHost: lab\r\n\r\n")
             .unwrap();
         let res = read_response(&mut late).expect("a connection made during the wait is answered");
-        assert!(res.head.closes(), "{wiring:?}, made during the wait: {}", res.head.text);
+        assert!(
+            res.head.closes(),
+            "{wiring:?}, made during the wait: {}",
+            res.head.text
+        );
         assert_eq!(res.body, b"ok");
         let (rest, clean) = clean_end(&mut late);
-        assert!(rest.is_empty() && clean, "{wiring:?}: the late connection was reset");
+        assert!(
+            rest.is_empty() && clean,
+            "{wiring:?}: the late connection was reset"
+        );
         drop(late);
         // The holder closes: its linger ends, the wait ends, axum shuts
         // down and drops the listener: connects are refused from then on.
         drop(holder);
-        assert!(server.finished_within(BOUND), "{wiring:?}: serve did not return");
+        assert!(
+            server.finished_within(BOUND),
+            "{wiring:?}: serve did not return"
+        );
         assert_eq!(
             connect(server.addr, None).map(drop).map_err(|e| e.kind()),
             Err(std::io::ErrorKind::ConnectionRefused),

@@ -140,7 +140,8 @@ fn serve(args: &[String]) -> ExitCode {
     let bind = flag(args, "--bind").unwrap_or("127.0.0.1");
     let idle = flag(args, "--idle-timeout").map_or(5, parse::<u64>);
     let in_place = args.iter().any(|a| a == "--in-place");
-    let max_lingering = flag(args, "--max-lingering").map_or(linger::LingerConfig::DEFAULT_MAX_LINGERING, parse);
+    let max_lingering =
+        flag(args, "--max-lingering").map_or(linger::LingerConfig::DEFAULT_MAX_LINGERING, parse);
     let config = LingerConfig::new()
         .with_idle_timeout(std::time::Duration::from_secs(idle))
         .with_detach(!in_place)

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use axum_server::accept::{Accept, DefaultAcceptor};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::state::config::LingerConfig;
 use crate::io::LingerIo;
-use crate::state::shutdown::LingerShutdown;
-use crate::state::group::Group;
-use crate::state::stats::LingerStats;
 use crate::middleware::service::Linger;
+use crate::state::config::LingerConfig;
+use crate::state::group::Group;
+use crate::state::shutdown::LingerShutdown;
+use crate::state::stats::LingerStats;
 
 /// An axum-server acceptor whose connections close with a lingering close.
 ///

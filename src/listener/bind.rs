@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, ToSocketAddrs};
 
-use crate::state::config::LingerConfig;
 use crate::listener::LingerListener;
+use crate::state::config::LingerConfig;
 
 impl LingerListener<TcpListener> {
     /// Default listen backlog of [`bind`](Self::bind): 4096 pending

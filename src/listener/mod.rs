@@ -12,6 +12,7 @@ mod bind;
 mod connect_info;
 
 use std::fmt;
+#[cfg(feature = "axum")]
 use std::future::Future as _;
 use std::io;
 use std::sync::Arc;
@@ -201,7 +202,9 @@ where
     /// queued and reset.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let state = &self.state;
-        state.axum_accepts.store(true, std::sync::atomic::Ordering::Relaxed);
+        state
+            .axum_accepts
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let (io, addr) = {
             let mut stop = std::pin::pin!(state.stop_accepting.cancelled());
             let mut accepted = std::pin::pin!(self.inner.accept());

@@ -10,10 +10,10 @@ use http::{Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::state::connection::ConnectionHandle;
 use crate::middleware::body::Tracker;
 use crate::middleware::rescue::{Rescue, Rescuing};
 use crate::middleware::rules::{ensure_close, has_close};
+use crate::state::connection::ConnectionHandle;
 pin_project! {
     /// Response future of [`Linger`](crate::Linger).
     pub struct ResponseFuture<F, B>

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use crate::state::connection::ConnectionHandle;
 use crate::middleware::rescue::Rescue;
 use crate::middleware::service::Linger;
+use crate::state::connection::ConnectionHandle;
 
 /// Applies the [`Linger`] middleware.
 ///

@@ -10,9 +10,9 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::state::connection::AsConnectionHandle;
 use crate::middleware::body::AxumBodies;
 use crate::middleware::service::Linger;
+use crate::state::connection::AsConnectionHandle;
 
 pin_project! {
     /// Future of [`Linger`](crate::Linger) used as axum's make-service: the

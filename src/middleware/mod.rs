@@ -19,6 +19,5 @@ mod rescue;
 mod rules;
 pub(crate) mod service;
 
-
 #[cfg(test)]
 mod tests;

@@ -10,11 +10,11 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Version};
 use tower_service::Service;
 
-use crate::state::connection::ConnectionHandle;
-use crate::state::current::{self, Lookup};
 use crate::middleware::body::{InnerBody, LingerBodies, LingerBody};
 use crate::middleware::future::{ResponseFuture, Tracked};
 use crate::middleware::rescue::Rescue;
+use crate::state::connection::ConnectionHandle;
+use crate::state::current::{self, Lookup};
 
 /// Middleware that makes a response that ends its HTTP/1 connection say
 /// `Connection: close`, where hyper would not write it, and tells the

@@ -45,7 +45,9 @@ fn ok() -> Response<Body> {
 }
 
 fn handle() -> ConnectionHandle {
-    LingerIo::standalone(tokio::io::duplex(16).0).handle().clone()
+    LingerIo::standalone(tokio::io::duplex(16).0)
+        .handle()
+        .clone()
 }
 
 fn post(body: &'static str) -> Request<Body> {

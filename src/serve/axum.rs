@@ -187,8 +187,11 @@ impl<A, M, S> IntoFuture for Serve<A, M>
 where
     A: IntoLingerListener,
     <A::Listener as Listener>::Addr: fmt::Debug,
-    M: for<'a> Service<IncomingStream<'a, LingerListener<A::Listener>>, Error = Infallible, Response = S>
-        + Send
+    M: for<'a> Service<
+            IncomingStream<'a, LingerListener<A::Listener>>,
+            Error = Infallible,
+            Response = S,
+        > + Send
         + 'static,
     for<'a> <M as Service<IncomingStream<'a, LingerListener<A::Listener>>>>::Future: Send,
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -209,8 +212,11 @@ impl<A, M, S, F> IntoFuture for WithGracefulShutdown<A, M, F>
 where
     A: IntoLingerListener,
     <A::Listener as Listener>::Addr: fmt::Debug,
-    M: for<'a> Service<IncomingStream<'a, LingerListener<A::Listener>>, Error = Infallible, Response = S>
-        + Send
+    M: for<'a> Service<
+            IncomingStream<'a, LingerListener<A::Listener>>,
+            Error = Infallible,
+            Response = S,
+        > + Send
         + 'static,
     for<'a> <M as Service<IncomingStream<'a, LingerListener<A::Listener>>>>::Future: Send,
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,

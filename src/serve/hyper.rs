@@ -67,7 +67,10 @@ impl ConnectionBuilder for auto::Builder<TokioExecutor> {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        Box::pin(self.serve_connection_with_upgrades(io, service).into_owned())
+        Box::pin(
+            self.serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        )
     }
 }
 
@@ -178,14 +181,14 @@ impl<C, S> ServeWith<C, S> {
     /// Stops on `signal`, and returns once every connection has ended and
     /// every linger with it.
     ///
-    /// On the signal: [`LingerShutdown::begin`] (every linger is cut to the
+    /// On the signal: [`LingerShutdown::begin`](crate::LingerShutdown::begin) (every linger is cut to the
     /// short deadline, every response says `Connection: close`); the loop
     /// goes on accepting, and answering, while the lingers detached before
     /// end; then it takes what is still queued and closes the listening
     /// socket (later connects are refused, not reset); then it tells every
     /// connection to finish (hyper's graceful shutdown), waits for them,
     /// and last waits for the closes left to tasks of their own
-    /// ([`LingerShutdown::wait`]).
+    /// ([`LingerShutdown::wait`](crate::LingerShutdown::wait)).
     pub fn with_graceful_shutdown<F>(self, signal: F) -> ServeWithGracefulShutdown<C, S, F>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -269,7 +272,12 @@ where
     };
     accept_until(&listener, &mut connections, Box::pin(signal)).await;
     lingers.begin();
-    accept_until(&listener, &mut connections, Box::pin(lingers.wait_detached())).await;
+    accept_until(
+        &listener,
+        &mut connections,
+        Box::pin(lingers.wait_detached()),
+    )
+    .await;
     // Whatever is queued is answered; then the socket closes.
     loop {
         let mut accept = pin!(listener.accept());

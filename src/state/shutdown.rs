@@ -106,7 +106,10 @@ impl LingerShutdown {
             this.wait_detached().await;
             let state = &this.state;
             state.stop_accepting.cancel();
-            if state.axum_accepts.load(std::sync::atomic::Ordering::Relaxed) {
+            if state
+                .axum_accepts
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
                 // Bounded, should no accept loop poll the listener again.
                 let _ = tokio::time::timeout(
                     state.config.short_deadline(),

@@ -190,9 +190,8 @@ async fn serve_with(
             if let Some(lingers) = lingers {
                 let _ = lingers.send(listener.shutdown_handle());
             }
-            let builder = hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            );
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             listener.serve_with(builder, app).await
         }
         Close::Plain => {
