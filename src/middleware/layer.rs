@@ -66,10 +66,10 @@ impl LingerLayer {
     /// Default largest unread request body remainder the middleware
     /// discards to keep a connection reusable: 256 KiB (Go's `net/http`
     /// figure).
-    pub const DEFAULT_RESCUE_MAX_BYTES: u64 = 256 << 10;
+    pub const DEFAULT_RESCUE_MAX_BYTES: u64 = Rescue::DEFAULT.max_bytes;
     /// Default time the middleware spends discarding such a remainder
     /// before it gives up and ends the connection: 50 ms.
-    pub const DEFAULT_RESCUE_BUDGET: Duration = Duration::from_millis(50);
+    pub const DEFAULT_RESCUE_BUDGET: Duration = Rescue::DEFAULT.budget;
 
     /// A layer that finds each connection's [`ConnectionHandle`] itself.
     pub fn new() -> Self {

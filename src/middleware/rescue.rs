@@ -17,9 +17,10 @@ pub(crate) struct Rescue {
 }
 
 impl Rescue {
+    /// 256 KiB (Go's `net/http` figure) within 50 ms.
     pub(crate) const DEFAULT: Self = Self {
-        max_bytes: crate::LingerLayer::DEFAULT_RESCUE_MAX_BYTES,
-        budget: crate::LingerLayer::DEFAULT_RESCUE_BUDGET,
+        max_bytes: 256 << 10,
+        budget: Duration::from_millis(50),
     };
 
     /// Starts discarding `body` while `response` waits, if the body's known

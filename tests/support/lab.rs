@@ -151,45 +151,27 @@ async fn serve_with(
 ) {
     let result = match close {
         Close::Linger(config, layer) => {
-            let listener = LingerListener::with_config(listener, config);
-            if let Some(lingers) = lingers {
-                let _ = lingers.send(listener.shutdown_handle());
-            }
+            let listener = lingering(listener, config, lingers);
             serve_lingering(listener, app, layer).await
         }
         Close::ListenerOnly(config) => {
-            let listener = LingerListener::with_config(listener, config);
-            if let Some(lingers) = lingers {
-                let _ = lingers.send(listener.shutdown_handle());
-            }
+            let listener = lingering(listener, config, lingers);
             axum::serve(listener, app).await
         }
         Close::Copying(config) => {
-            let listener = LingerListener::with_config(CopyingListener(listener), config);
-            if let Some(lingers) = lingers {
-                let _ = lingers.send(listener.shutdown_handle());
-            }
+            let listener = lingering(CopyingListener(listener), config, lingers);
             axum::serve(listener, LingerLayer::new().layer(app)).await
         }
         Close::Serve(config) => {
-            let listener = LingerListener::with_config(listener, config);
-            if let Some(lingers) = lingers {
-                let _ = lingers.send(listener.shutdown_handle());
-            }
+            let listener = lingering(listener, config, lingers);
             linger::serve(listener, app).await
         }
         Close::InsideTheApp(config) => {
-            let listener = LingerListener::with_config(listener, config);
-            if let Some(lingers) = lingers {
-                let _ = lingers.send(listener.shutdown_handle());
-            }
+            let listener = lingering(listener, config, lingers);
             axum::serve(listener, app.layer(LingerLayer::new())).await
         }
         Close::Hyper(config) => {
-            let listener = LingerListener::with_config(listener, config);
-            if let Some(lingers) = lingers {
-                let _ = lingers.send(listener.shutdown_handle());
-            }
+            let listener = lingering(listener, config, lingers);
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             listener.serve_with(builder, app).await
@@ -202,6 +184,20 @@ async fn serve_with(
     if let Err(e) = result {
         eprintln!("lab server stopped: {e}");
     }
+}
+
+/// `listener` lingering with `config`; its shutdown handle goes to
+/// `lingers`, where a test waits for it.
+fn lingering<L>(
+    listener: L,
+    config: LingerConfig,
+    lingers: Option<tokio::sync::oneshot::Sender<LingerShutdown>>,
+) -> LingerListener<L> {
+    let listener = LingerListener::with_config(listener, config);
+    if let Some(lingers) = lingers {
+        let _ = lingers.send(listener.shutdown_handle());
+    }
+    listener
 }
 
 /// A lab server on an ephemeral loopback port, on a [`runtime`] of its own,
