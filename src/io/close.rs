@@ -101,7 +101,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         self.phase = Phase::Closed;
                         return Poll::Ready(Ok(()));
                     };
-                    self.phase = Phase::Draining(Box::pin(Drain::new(&self.handle, discarded)));
+                    let Some(drain) = Drain::new(&self.handle, discarded) else {
+                        // Past the hard cap: a plain close.
+                        self.phase = Phase::Closed;
+                        return Poll::Ready(Ok(()));
+                    };
+                    self.phase = Phase::Draining(Box::pin(drain));
                     // Once the shutdown has begun, `detach` says stay: the
                     // server's graceful shutdown waits for this task.
                     let detached = if self.handle.config().detach() {

@@ -64,11 +64,12 @@ impl ShutdownCut {
 
 impl Drain {
     /// Starts a linger: counts it in, and cuts it to the short deadline when
-    /// too many connections linger or the server is shutting down.
-    pub(super) fn new(handle: &ConnectionHandle, discarded: u64) -> Self {
+    /// too many connections linger or the server is shutting down; `None`
+    /// past the hard cap, where the close is a plain one.
+    pub(super) fn new(handle: &ConnectionHandle, discarded: u64) -> Option<Self> {
         let shared = handle.listener();
         let config = shared.config;
-        let lingering_before = shared.counters.start();
+        let lingering_before = shared.counters.start(config.max_lingering_sockets())?;
         let count = Counted {
             handle: handle.clone(),
             started: Instant::now(),
@@ -85,7 +86,7 @@ impl Drain {
             (full, false)
         };
         let idle_until = later(started, config.idle_timeout());
-        Self {
+        Some(Self {
             timer: tokio::time::sleep_until(deadline.min(idle_until)),
             cut: ShutdownCut::new(handle),
             ack: config
@@ -95,7 +96,7 @@ impl Drain {
             deadline,
             idle_until,
             count,
-        }
+        })
     }
 
     /// Reads and discards until EOF, an error, a bound or `Pending`.

@@ -35,11 +35,13 @@ pub enum LingerMode {
 /// | [`max_bytes`] | 64 MiB ([`LingerConfig::DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
 /// | [`max_lingering`] | 1024 ([`LingerConfig::DEFAULT_MAX_LINGERING`]) | full-length lingers at once per listener; past it a linger gets the short deadline instead of holding a socket for 30 s |
 /// | [`short_deadline`] | 2 s ([`LingerConfig::DEFAULT_SHORT_DEADLINE`]) | Apache's short linger when stopping; used past [`max_lingering`] and while the server shuts down |
+/// | [`max_lingering_sockets`] | 4096 ([`LingerConfig::DEFAULT_MAX_LINGERING_SOCKETS`]) | the hard cap: sockets lingering at once per listener, short lingers and detached ones included; past it a close is a plain close, so a flood of clients that never close cannot hold more file descriptors than this |
 ///
 /// [`idle_timeout`]: LingerConfig::idle_timeout
 /// [`deadline`]: LingerConfig::deadline
 /// [`max_bytes`]: LingerConfig::max_bytes
 /// [`max_lingering`]: LingerConfig::max_lingering
+/// [`max_lingering_sockets`]: LingerConfig::max_lingering_sockets
 /// [`short_deadline`]: LingerConfig::short_deadline
 ///
 /// # Example
@@ -62,6 +64,7 @@ pub struct LingerConfig {
     deadline: Duration,
     max_bytes: u64,
     max_lingering: usize,
+    max_lingering_sockets: usize,
     short_deadline: Duration,
     end_when_acked: bool,
     ack_quiet: Duration,
@@ -75,6 +78,9 @@ impl LingerConfig {
     pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
     /// Default [`LingerConfig::max_bytes`]: 64 MiB.
     pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+    /// Default [`LingerConfig::max_lingering_sockets`]: 4096 connections,
+    /// four times [`DEFAULT_MAX_LINGERING`](Self::DEFAULT_MAX_LINGERING).
+    pub const DEFAULT_MAX_LINGERING_SOCKETS: usize = 4096;
     /// Default [`LingerConfig::max_lingering`]: 1024 connections.
     pub const DEFAULT_MAX_LINGERING: usize = 1024;
     /// Default [`LingerConfig::short_deadline`]: 2 seconds (Apache's short linger).
@@ -92,6 +98,7 @@ impl LingerConfig {
             deadline: Self::DEFAULT_DEADLINE,
             max_bytes: Self::DEFAULT_MAX_BYTES,
             max_lingering: Self::DEFAULT_MAX_LINGERING,
+            max_lingering_sockets: Self::DEFAULT_MAX_LINGERING_SOCKETS,
             short_deadline: Self::DEFAULT_SHORT_DEADLINE,
             end_when_acked: false,
             ack_quiet: Self::DEFAULT_ACK_QUIET,
@@ -133,6 +140,18 @@ impl LingerConfig {
     #[must_use]
     pub const fn with_max_lingering(mut self, max_lingering: usize) -> Self {
         self.max_lingering = max_lingering;
+        self
+    }
+
+    /// Sets the hard cap: how many sockets of one listener may linger at
+    /// once, whatever their deadline. A close that would start a linger
+    /// past it is a plain close (the socket closes after the half-close,
+    /// and the kernel resets it if input is unread), counted in
+    /// [`LingerStats::over_cap`](crate::LingerStats::over_cap) and logged
+    /// as a `tracing` warning (the 1st, 2nd, 4th, 8th… time).
+    #[must_use]
+    pub const fn with_max_lingering_sockets(mut self, max: usize) -> Self {
+        self.max_lingering_sockets = max;
         self
     }
 
@@ -219,6 +238,11 @@ impl LingerConfig {
     /// How many connections may linger with the full bounds at once.
     pub const fn max_lingering(&self) -> usize {
         self.max_lingering
+    }
+
+    /// How many sockets may linger at once: the hard cap.
+    pub const fn max_lingering_sockets(&self) -> usize {
+        self.max_lingering_sockets
     }
 
     /// The deadline of lingers past the cap or during shutdown.

@@ -51,13 +51,28 @@ pub(crate) struct Counters {
     ended: [AtomicU64; 7],
     bytes: AtomicU64,
     resets_prevented: AtomicU64,
+    over_cap: AtomicU64,
 }
 
 impl Counters {
-    /// Counts a linger in; returns how many were lingering before it.
-    pub(crate) fn start(&self) -> usize {
+    /// Counts a linger in, unless `cap` lingers already run; returns how
+    /// many were lingering before it, or `None` (counted as over the cap).
+    pub(crate) fn start(&self, cap: usize) -> Option<usize> {
+        let before = self.live.fetch_add(1, AcqRel);
+        if before >= cap {
+            self.live.fetch_sub(1, AcqRel);
+            let over = self.over_cap.fetch_add(1, Relaxed) + 1;
+            if over.is_power_of_two() {
+                tracing::warn!(
+                    max_lingering_sockets = cap,
+                    over_cap = over,
+                    "linger: too many sockets lingering; this close is a plain close"
+                );
+            }
+            return None;
+        }
         self.started.fetch_add(1, Release);
-        self.live.fetch_add(1, AcqRel)
+        Some(before)
     }
 
     /// Counts a linger out; returns whether it was the last one.
@@ -99,6 +114,7 @@ impl Counters {
             acked,
             bytes_discarded: self.bytes.load(Relaxed),
             resets_prevented: self.resets_prevented.load(Relaxed),
+            over_cap: self.over_cap.load(Relaxed),
         }
     }
 }
@@ -145,6 +161,10 @@ pub struct LingerStats {
     /// those resets as `TcpExtTCPAbortOnClose` and `TcpExtTCPAbortOnData`),
     /// and the reset could have destroyed the response.
     pub resets_prevented: u64,
+    /// Closes made plain, without a linger, because
+    /// [`max_lingering_sockets`](crate::LingerConfig::max_lingering_sockets)
+    /// sockets were lingering already.
+    pub over_cap: u64,
 }
 
 pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, took: Duration) {
