@@ -249,6 +249,78 @@ fn the_linger_counts_the_resets_it_prevents_and_the_kernel_sends_none() {
     assert!(failed_plainly > 0, "no scenario failed plainly");
 }
 
+/// A client that asks for close, reads its response to the end, and closes.
+fn clean_close(addr: SocketAddr) -> bool {
+    use std::io::Write;
+    let mut client = support::client::connect(addr, None).unwrap();
+    client
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let whole = support::client::read_response(&mut client).is_ok_and(|r| r.body == b"ok");
+    let (rest, end) = support::client::read_to_close(&mut client);
+    whole && rest.is_empty() && end.is_clean()
+}
+
+/// `resets_prevented` counts what the kernel resets without the linger:
+/// for each case, the count the lingering server gives equals the kernel's
+/// `TcpExtTCPAbortOnClose` + `TcpExtTCPAbortOnData` for the same case
+/// against the same server with the linger off (`LingerMode::Off`), in a
+/// network namespace of this test's own. A client that closes cleanly
+/// counts 0 on both sides; a pipelined request 1.
+#[test]
+fn resets_prevented_matches_the_kernels_resets_with_the_linger_off() {
+    let _lock = counters_lock();
+    support::netns::isolate();
+    let aborts = |c: &TcpCounters| c.get("TcpExtTCPAbortOnClose") + c.get("TcpExtTCPAbortOnData");
+    let on = Lab::lingering(LingerConfig::new());
+    let off = Lab::lingering(LingerConfig::new().with_mode(linger::LingerMode::Off));
+    let mut cases: Vec<(&str, Box<dyn Fn(SocketAddr) -> bool>)> = vec![
+        ("clean-close", Box::new(clean_close)),
+        (
+            "pipelined",
+            Box::new(|addr| scenario("pipelined-after-1mib-close").run(addr).is_whole()),
+        ),
+    ];
+    for s in scenarios() {
+        cases.push((s.key, Box::new(move |addr| s.run(addr).is_whole())));
+    }
+    let mut resets = 0;
+    for (key, run) in &cases {
+        // With the linger: how many of this case's lingers prevented one.
+        let before = on.stats();
+        assert!(run(on.addr), "{key}: not whole with the linger");
+        let after = on
+            .wait_for(BOUND, Duration::from_millis(5), |s| {
+                s.lingering == 0 && s.started > before.started
+            })
+            .unwrap_or_else(|s| panic!("{key}: the linger did not end: {s:?}"));
+        let prevented = after.resets_prevented - before.resets_prevented;
+
+        // Without it: how many resets the kernel sent (given a moment to
+        // count a reset that leaves as the socket closes; bounded).
+        let kernel_before = TcpCounters::read().unwrap();
+        run(off.addr);
+        let mut sent = 0;
+        support::wait::wait_until(
+            Duration::from_millis(500),
+            Duration::from_millis(10),
+            || {
+                sent = aborts(&TcpCounters::read().unwrap().since(&kernel_before));
+                sent >= prevented.max(1)
+            },
+        );
+        eprintln!("{key}: resets prevented {prevented}, kernel resets with the linger off {sent}");
+        assert_eq!(prevented, sent, "{key}");
+        resets += sent;
+        match *key {
+            "clean-close" => assert_eq!(prevented, 0),
+            "pipelined" => assert_eq!(prevented, 1),
+            _ => {}
+        }
+    }
+    assert!(resets > 0, "no case made the kernel reset");
+}
+
 #[test]
 fn the_doctor_tells_an_overflowing_queue_from_closes_with_unread_input() {
     let _lock = counters_lock();

@@ -132,3 +132,43 @@ fn pipelined_request_after_a_1_mib_close_response() {
 fn early_413_to_a_client_that_writes_the_whole_upload_first() {
     cured("reject-upload-write-first", upload_write_first);
 }
+
+/// A client that reads its close response to the server's `close_notify`,
+/// answers with its own, then closes: the linger discards that alert and
+/// nothing else, which a plain close would have answered with a harmless
+/// reset after the client had read everything. It is counted as bytes
+/// discarded, not as a reset prevented. A pipelined request is.
+#[test]
+fn a_client_answering_close_notify_is_no_reset_prevented() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(true);
+    let config = support::tls::client_config(server.cert.clone());
+    server.rt.block_on(async {
+        let mut tls = support::tls::connect(server.addr, config, None)
+            .await
+            .unwrap();
+        tls.write_all(b"GET /close/16 HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        timeout(TRIAL_TIMEOUT, tls.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got.ends_with(&[b'b'; 16]));
+        // The client's close_notify, then its FIN.
+        tls.shutdown().await.unwrap();
+    });
+    let stats = server.settled_stats();
+    assert_eq!(stats.started, 1, "{stats:?}");
+    assert!(
+        stats.bytes_discarded > 0,
+        "no close_notify was discarded: {stats:?}"
+    );
+    assert_eq!(stats.resets_prevented, 0, "{stats:?}");
+
+    let with = server.trials(pipelined_after_close);
+    assert!(with.iter().all(Outcome::is_whole), "{with:?}");
+    let stats = server.settled_stats();
+    assert_eq!(stats.resets_prevented, TRIALS as u64, "{stats:?}");
+}

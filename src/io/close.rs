@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 
+use super::discard::InputHead;
 use super::drain::{later, Drain, ShutdownCut};
 use super::LingerIo;
 use crate::state::config::{LingerConfig, LingerMode};
@@ -88,11 +89,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         self.phase = Phase::Closed;
                         return Poll::Ready(Err(e));
                     }
+                    let mut head = InputHead::default();
                     let waiting = match decision {
                         WhenToLinger::No => None,
                         WhenToLinger::Yes => Some(0),
                         // One look: bytes the server never read are waiting.
-                        WhenToLinger::IfInputWaits => match (self.ops.discard)(io, cx) {
+                        WhenToLinger::IfInputWaits => match (self.ops.discard)(io, cx, &mut head) {
                             Poll::Ready(Ok(n)) if n > 0 => Some(n as u64),
                             _ => None,
                         },
@@ -101,7 +103,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LingerIo<T> {
                         self.phase = Phase::Closed;
                         return Poll::Ready(Ok(()));
                     };
-                    let Some(drain) = Drain::new(&self.handle, discarded) else {
+                    let Some(drain) = Drain::new(&self.handle, discarded, head) else {
                         // Past the hard cap: a plain close.
                         self.phase = Phase::Closed;
                         return Poll::Ready(Ok(()));

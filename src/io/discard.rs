@@ -26,11 +26,50 @@ thread_local! {
         RefCell::new(vec![MaybeUninit::uninit(); DRAIN_READ_LEN].into_boxed_slice());
 }
 
+/// The first bytes a linger discarded: enough to tell a TLS close_notify
+/// (the client answering the server's own) from input a plain close would
+/// have been reset by.
+#[derive(Clone, Copy, Default)]
+pub(super) struct InputHead {
+    bytes: [u8; 5],
+    len: usize,
+}
+
+impl InputHead {
+    /// How many more bytes it wants.
+    fn wanted(&self) -> usize {
+        self.bytes.len() - self.len
+    }
+
+    fn record(&mut self, read: &[u8]) {
+        let n = read.len().min(self.wanted());
+        self.bytes[self.len..self.len + n].copy_from_slice(&read[..n]);
+        self.len += n;
+    }
+
+    /// Whether `total` discarded bytes that began with this head are one
+    /// TLS alert record and nothing more: a close_notify in TLS 1.2
+    /// (content type 21, at most 26 bytes with an AEAD's nonce and tag) or
+    /// in TLS 1.3 (an encrypted record of type 23 of at most 26 bytes,
+    /// which no HTTP request fits in). HTTP/1 and HTTP/2 input never starts
+    /// with either byte.
+    pub(super) fn is_only_a_tls_alert(&self, total: u64) -> bool {
+        let [kind, major, _, high, low] = self.bytes;
+        let length = u64::from(u16::from_be_bytes([high, low]));
+        self.len == self.bytes.len()
+            && (kind == 21 || kind == 23)
+            && major == 3
+            && length <= 26
+            && total == length + 5
+    }
+}
+
 /// What the drain does with the IO, chosen once per type at construction:
 /// the Linux TCP paths for tokio's `TcpStream`, the generic ones otherwise.
 pub(super) struct Ops<T> {
-    /// Reads once and forgets what was read: `Ready(Ok(0))` is EOF.
-    pub(super) discard: fn(&mut T, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    /// Reads once and forgets what was read, but for its first bytes, which
+    /// go to the head: `Ready(Ok(0))` is EOF.
+    pub(super) discard: fn(&mut T, &mut Context<'_>, &mut InputHead) -> Poll<io::Result<usize>>,
     /// Bytes sent but not yet acknowledged, where the IO can tell.
     pub(super) unacked: fn(&T) -> Option<usize>,
 }
@@ -52,9 +91,17 @@ pub(super) fn ops_for<T: AsyncRead + Unpin + 'static>() -> Ops<T> {
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<tokio::net::TcpStream>() {
         use std::any::Any;
         return Ops {
-            discard: |io, cx| match (io as &mut dyn Any).downcast_mut() {
+            discard: |io, cx, head| match (io as &mut dyn Any).downcast_mut() {
+                Some(tcp) if head.wanted() > 0 => {
+                    // Copy the first bytes, to know what they were; no more.
+                    let mut first = [0u8; 5];
+                    let wanted = head.wanted();
+                    let n = ready!(super::linux::read(tcp, &mut first[..wanted], cx))?;
+                    head.record(&first[..n]);
+                    Poll::Ready(Ok(n))
+                }
                 Some(tcp) => with_scratch(|scratch| super::linux::discard(tcp, scratch, cx)),
-                None => discard_copy(io, cx),
+                None => discard_copy(io, cx, head),
             },
             unacked: |io| {
                 let tcp = (io as &dyn Any).downcast_ref()?;
@@ -69,10 +116,15 @@ pub(super) fn ops_for<T: AsyncRead + Unpin + 'static>() -> Ops<T> {
 }
 
 /// Reads once into the thread's scratch buffer.
-fn discard_copy<T: AsyncRead + Unpin>(io: &mut T, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+fn discard_copy<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    head: &mut InputHead,
+) -> Poll<io::Result<usize>> {
     with_scratch(|scratch| {
         let mut buf = ReadBuf::uninit(scratch);
         ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
+        head.record(buf.filled());
         Poll::Ready(Ok(buf.filled().len()))
     })
 }

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::discard::{Ops, DRAIN_READS_PER_POLL};
+use super::discard::{InputHead, Ops, DRAIN_READS_PER_POLL};
 use crate::state::connection::ConnectionHandle;
 use crate::state::stats::{log_outcome, LingerOutcome};
 
@@ -66,7 +66,7 @@ impl Drain {
     /// Starts a linger: counts it in, and cuts it to the short deadline when
     /// too many connections linger or the server is shutting down; `None`
     /// past the hard cap, where the close is a plain one.
-    pub(super) fn new(handle: &ConnectionHandle, discarded: u64) -> Option<Self> {
+    pub(super) fn new(handle: &ConnectionHandle, discarded: u64, head: InputHead) -> Option<Self> {
         let shared = handle.listener();
         let config = shared.config;
         let lingering_before = shared.counters.start(config.max_lingering_sockets())?;
@@ -74,6 +74,7 @@ impl Drain {
             handle: handle.clone(),
             started: Instant::now(),
             bytes: discarded,
+            head,
             done: false,
         };
         let started = count.started;
@@ -116,7 +117,7 @@ impl Drain {
             let mut got_input = false;
             let mut blocked = false;
             for _ in 0..DRAIN_READS_PER_POLL {
-                match (ops.discard)(io, cx) {
+                match (ops.discard)(io, cx, &mut this.count.head) {
                     Poll::Ready(Ok(0)) => return this.count.end(LingerOutcome::PeerClosed),
                     Poll::Ready(Ok(n)) => {
                         this.count.bytes += n as u64;
@@ -234,6 +235,8 @@ struct Counted {
     handle: ConnectionHandle,
     started: Instant,
     bytes: u64,
+    /// The first of those bytes.
+    head: InputHead,
     done: bool,
 }
 
@@ -242,10 +245,13 @@ impl Counted {
         if !self.done {
             self.done = true;
             let shared = self.handle.listener();
-            if shared.counters.end(outcome, self.bytes) {
+            // A plain close would have been reset by this input, but for a
+            // TLS close_notify, whose reset comes after the client read all.
+            let prevented = self.bytes > 0 && !self.head.is_only_a_tls_alert(self.bytes);
+            if shared.counters.end(outcome, self.bytes, prevented) {
                 shared.idle.notify_waiters();
             }
-            log_outcome(outcome, self.bytes, self.started.elapsed());
+            log_outcome(outcome, self.bytes, prevented, self.started.elapsed());
         }
         Poll::Ready(())
     }

@@ -32,6 +32,22 @@ pub(crate) fn discard(
     }
 }
 
+/// Reads up to `buf.len()` bytes of queued input into `buf`
+/// (`Ready(Ok(0))` is EOF).
+pub(crate) fn read(
+    tcp: &mut TcpStream,
+    buf: &mut [u8],
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        match tcp.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
 /// Bytes of the send queue the peer has not acknowledged yet, the FIN
 /// counting as one (`ioctl(SIOCOUTQ)`): 0 once the peer's TCP has the whole
 /// response and the half-close.

@@ -76,9 +76,9 @@ impl Counters {
     }
 
     /// Counts a linger out; returns whether it was the last one.
-    pub(crate) fn end(&self, outcome: LingerOutcome, bytes: u64) -> bool {
-        if bytes > 0 {
-            self.bytes.fetch_add(bytes, Relaxed);
+    pub(crate) fn end(&self, outcome: LingerOutcome, bytes: u64, prevented: bool) -> bool {
+        self.bytes.fetch_add(bytes, Relaxed);
+        if prevented {
             self.resets_prevented.fetch_add(1, Relaxed);
         }
         self.ended[outcome as usize].fetch_add(1, Relaxed);
@@ -155,11 +155,15 @@ pub struct LingerStats {
     pub acked: u64,
     /// Bytes read and discarded by lingers.
     pub bytes_discarded: u64,
-    /// Lingers that discarded input: input was waiting when the connection
-    /// was half-closed, or arrived during the linger. A plain close at that
-    /// moment would have made the kernel reset the connection (Linux counts
-    /// those resets as `TcpExtTCPAbortOnClose` and `TcpExtTCPAbortOnData`),
-    /// and the reset could have destroyed the response.
+    /// Lingers where a plain close would have made the kernel reset the
+    /// connection (Linux counts those resets as `TcpExtTCPAbortOnClose` and
+    /// `TcpExtTCPAbortOnData`), and the reset could have destroyed the
+    /// response: input was waiting unread when the connection was
+    /// half-closed, or arrived after the FIN before the client's own. Not
+    /// counted: a linger whose only input was a TLS close_notify (a client
+    /// answering the server's), which arrives after the client has read
+    /// everything. [`bytes_discarded`](Self::bytes_discarded) counts every
+    /// byte.
     pub resets_prevented: u64,
     /// Closes made plain, without a linger, because
     /// [`max_lingering_sockets`](crate::LingerConfig::max_lingering_sockets)
@@ -167,11 +171,11 @@ pub struct LingerStats {
     pub over_cap: u64,
 }
 
-pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, took: Duration) {
+pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, prevented: bool, took: Duration) {
     tracing::debug!(
         outcome = outcome.as_str(),
         bytes,
-        reset_prevented = bytes > 0,
+        reset_prevented = prevented,
         micros = took.as_micros() as u64,
         "lingering close ended"
     );
