@@ -14,10 +14,11 @@ mod support;
 use std::time::Duration;
 
 use support::bounds::{
-    config, ended, expect_reset_on_write, request_and_read_response, serial, start_with_stats,
-    EXTRA, FINE_STEP, IDLE, SCENARIO_TIMEOUT, SLACK,
+    config, ended, expect_reset_on_write, request_and_read_response, start_with_stats, EXTRA,
+    FINE_STEP, IDLE, SCENARIO_TIMEOUT, SLACK,
 };
 use support::leaks::{open_fds, Server};
+use support::serial::serial;
 use support::stats::{assert_ends, Ends};
 use support::wait::poll_until;
 use support::{lab, runtime};

@@ -15,11 +15,12 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use support::bounds::{
-    ended, request_and_read_response, serial, start_with_stats, DEADLINE, FINE_STEP, MAX_BYTES,
+    ended, request_and_read_response, start_with_stats, DEADLINE, FINE_STEP, MAX_BYTES,
     SCENARIO_TIMEOUT, SLACK,
 };
 use support::client::IO_TIMEOUT;
 use support::runtime;
+use support::serial::serial;
 use support::stats::{assert_ends, Ends};
 use support::wait::poll_until;
 use tokio::io::AsyncWriteExt;

@@ -12,6 +12,8 @@
 
 mod support;
 
+use support::serial::serial;
+
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
@@ -24,15 +26,6 @@ use support::wait::poll_until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::Layer;
-
-/// One test at a time: they count the process's descriptors.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Longer than any test here waits: only the fault may end a linger.
 const IDLE: Duration = Duration::from_secs(60);

@@ -157,6 +157,17 @@ fn behind_real_proxies_every_answer_keeps_its_status() {
             with.all_own_statuses(),
             "{kind:?} with the crate: {with:?}\n{log}"
         );
+        // The README's figure: no linger behind a proxy reached a bound;
+        // each ended with the proxy's close.
+        assert_eq!(lingers.lingering, 0, "{kind:?}: {lingers:?}");
+        let bounds_reached = (lingers.idle_timeout - before.idle_timeout)
+            + (lingers.deadline - before.deadline)
+            + (lingers.byte_cap - before.byte_cap)
+            + (lingers.shortened - before.shortened);
+        assert_eq!(
+            bounds_reached, 0,
+            "{kind:?}: a linger reached a bound: {lingers:?}"
+        );
         let (without, _) = through(kind, plain.addr);
         eprintln!("{kind:?} in front of plain axum: {without:?}");
         plain_errors += without.gateway_errors();

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::serial::serial;
+
 use std::future::IntoFuture;
 use std::io::Write;
 use std::net::TcpStream;
@@ -21,15 +23,6 @@ use support::wait::wait_until;
 use tokio::sync::oneshot;
 
 const SHORT: Duration = Duration::from_millis(500);
-
-/// One test at a time: each loads the machine with its own server.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 const BOUND: Duration = Duration::from_secs(20);
 

@@ -35,7 +35,7 @@ pub enum LingerMode {
 /// | [`max_bytes`] | 64 MiB ([`LingerConfig::DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
 /// | [`max_lingering`] | 1024 ([`LingerConfig::DEFAULT_MAX_LINGERING`]) | full-length lingers at once per listener; past it a linger gets the short deadline instead of holding a socket for 30 s |
 /// | [`short_deadline`] | 2 s ([`LingerConfig::DEFAULT_SHORT_DEADLINE`]) | Apache's short linger when stopping; used past [`max_lingering`] and while the server shuts down |
-/// | [`max_lingering_sockets`] | 4096 ([`LingerConfig::DEFAULT_MAX_LINGERING_SOCKETS`]) | the hard cap: sockets lingering at once per listener, short lingers and detached ones included; past it a close is a plain close, so a flood of clients that never close cannot hold more file descriptors than this |
+/// | [`max_lingering_sockets`] | 4 × [`max_lingering`], 4096 ([`LingerConfig::DEFAULT_MAX_LINGERING_SOCKETS`]) | the hard cap: sockets lingering at once per listener, short lingers and detached ones included; past it a close is a plain close, so a flood of clients that never close cannot hold more file descriptors than this |
 ///
 /// [`idle_timeout`]: LingerConfig::idle_timeout
 /// [`deadline`]: LingerConfig::deadline
@@ -64,7 +64,8 @@ pub struct LingerConfig {
     deadline: Duration,
     max_bytes: u64,
     max_lingering: usize,
-    max_lingering_sockets: usize,
+    /// `None`: four times `max_lingering`.
+    max_lingering_sockets: Option<usize>,
     short_deadline: Duration,
     end_when_acked: bool,
     ack_quiet: Duration,
@@ -78,9 +79,10 @@ impl LingerConfig {
     pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
     /// Default [`LingerConfig::max_bytes`]: 64 MiB.
     pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
-    /// Default [`LingerConfig::max_lingering_sockets`]: 4096 connections,
-    /// four times [`DEFAULT_MAX_LINGERING`](Self::DEFAULT_MAX_LINGERING).
-    pub const DEFAULT_MAX_LINGERING_SOCKETS: usize = 4096;
+    /// Default [`LingerConfig::max_lingering_sockets`] with the default
+    /// [`max_lingering`](Self::max_lingering): 4096 connections. Unless set,
+    /// the hard cap is four times `max_lingering`.
+    pub const DEFAULT_MAX_LINGERING_SOCKETS: usize = 4 * Self::DEFAULT_MAX_LINGERING;
     /// Default [`LingerConfig::max_lingering`]: 1024 connections.
     pub const DEFAULT_MAX_LINGERING: usize = 1024;
     /// Default [`LingerConfig::short_deadline`]: 2 seconds (Apache's short linger).
@@ -98,7 +100,7 @@ impl LingerConfig {
             deadline: Self::DEFAULT_DEADLINE,
             max_bytes: Self::DEFAULT_MAX_BYTES,
             max_lingering: Self::DEFAULT_MAX_LINGERING,
-            max_lingering_sockets: Self::DEFAULT_MAX_LINGERING_SOCKETS,
+            max_lingering_sockets: None,
             short_deadline: Self::DEFAULT_SHORT_DEADLINE,
             end_when_acked: false,
             ack_quiet: Self::DEFAULT_ACK_QUIET,
@@ -151,7 +153,7 @@ impl LingerConfig {
     /// as a `tracing` warning (the 1st, 2nd, 4th, 8th… time).
     #[must_use]
     pub const fn with_max_lingering_sockets(mut self, max: usize) -> Self {
-        self.max_lingering_sockets = max;
+        self.max_lingering_sockets = Some(max);
         self
     }
 
@@ -240,9 +242,13 @@ impl LingerConfig {
         self.max_lingering
     }
 
-    /// How many sockets may linger at once: the hard cap.
+    /// How many sockets may linger at once: the hard cap, four times
+    /// [`max_lingering`](Self::max_lingering) unless set.
     pub const fn max_lingering_sockets(&self) -> usize {
-        self.max_lingering_sockets
+        match self.max_lingering_sockets {
+            Some(max) => max,
+            None => self.max_lingering.saturating_mul(4),
+        }
     }
 
     /// The deadline of lingers past the cap or during shutdown.

@@ -121,8 +121,4 @@ pub(crate) async fn settle(mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-pub(crate) fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
+pub(crate) use crate::support::leaks::alive_tasks;

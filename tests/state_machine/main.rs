@@ -19,3 +19,6 @@ mod dropped;
 mod harness;
 mod modes;
 mod vectored;
+
+#[path = "../support/mod.rs"]
+mod support;

@@ -4,13 +4,13 @@
 //! that sends `GET /close/16` plus 64 KiB of bytes the server never reads,
 //! so the server lingers after its response.
 //!
-//! Every test takes [`serial`] and builds and drops its own runtime
+//! Every test takes `support::serial::serial()` and builds and drops its own runtime
 //! ([`super::runtime::run`]) while holding it: the fd table is the
 //! process's, so fd counts are only meaningful with one test at a time.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
 
 use linger::{LingerConfig, LingerLayer, LingerListener, LingerShutdown};
@@ -35,15 +35,6 @@ pub(crate) const EXTRA: usize = 64 << 10;
 pub(crate) const SCENARIO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Poll period when timing the end of a linger.
 pub(crate) const FINE_STEP: Duration = Duration::from_millis(5);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One bounds test at a time (see the module docs).
-pub(crate) fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The short bounds every bounds test serves with.
 pub(crate) fn config() -> LingerConfig {

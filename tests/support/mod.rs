@@ -20,6 +20,7 @@ pub(crate) mod probe;
 pub(crate) mod proxy;
 pub(crate) mod runtime;
 pub(crate) mod scenarios;
+pub(crate) mod serial;
 pub(crate) mod stats;
 pub(crate) mod tls;
 pub(crate) mod tls_trials;
