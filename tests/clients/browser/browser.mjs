@@ -1,9 +1,8 @@
 // Drives a real browser (Debian's Firefox ESR or Chromium, headless, through
 // puppeteer-core) against the pages of the test's loopback servers: on each
 // page it uploads 16 MiB, by fetch and by XMLHttpRequest, to a route that
-// answers 413 without reading the body, and prints what the page saw as one
-// JSON line: {"<page url>": {"fetch": [...], "xhr": [...]}}, each entry a
-// status code or the error the browser reported.
+// answers 413 without reading the body, and prints what the page saw, a line
+// a trial: `<page url> fetch|xhr <status code, or the browser's error>`.
 //
 //     node browser.mjs firefox|chrome EXECUTABLE TRIALS URL...
 import { mkdtempSync, rmSync } from "node:fs";
@@ -39,12 +38,11 @@ const browser = await puppeteer.launch({
   },
   protocolTimeout: 120_000,
 });
-const seen = {};
 try {
   for (const url of urls) {
     const page = await browser.newPage();
     await page.goto(url, { timeout: 30_000 });
-    seen[url] = await page.evaluate(async (trials) => {
+    const seen = await page.evaluate(async (trials) => {
       const body = () => new Uint8Array(16 << 20);
       const fetchOnce = async () => {
         try {
@@ -73,9 +71,11 @@ try {
       return out;
     }, Number(trials));
     await page.close();
+    for (const api of ["fetch", "xhr"]) {
+      for (const result of seen[api]) console.log(`${url} ${api} ${result}`);
+    }
   }
 } finally {
   await browser.close();
   rmSync(profile, { recursive: true, force: true });
 }
-console.log(JSON.stringify(seen));
