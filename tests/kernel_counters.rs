@@ -249,6 +249,9 @@ fn the_linger_counts_the_resets_it_prevents_and_the_kernel_sends_none() {
     assert!(failed_plainly > 0, "no scenario failed plainly");
 }
 
+/// One client's run against a server: whether its response was whole.
+type Case = Box<dyn Fn(SocketAddr) -> bool>;
+
 /// A client that asks for close, reads its response to the end, and closes.
 fn clean_close(addr: SocketAddr) -> bool {
     use std::io::Write;
@@ -274,7 +277,7 @@ fn resets_prevented_matches_the_kernels_resets_with_the_linger_off() {
     let aborts = |c: &TcpCounters| c.get("TcpExtTCPAbortOnClose") + c.get("TcpExtTCPAbortOnData");
     let on = Lab::lingering(LingerConfig::new());
     let off = Lab::lingering(LingerConfig::new().with_mode(linger::LingerMode::Off));
-    let mut cases: Vec<(&str, Box<dyn Fn(SocketAddr) -> bool>)> = vec![
+    let mut cases: Vec<(&str, Case)> = vec![
         ("clean-close", Box::new(clean_close)),
         (
             "pipelined",
