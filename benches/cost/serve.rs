@@ -15,8 +15,10 @@ use tower::Layer;
 pub(crate) enum Wiring {
     /// axum alone, tokio's `TcpListener`.
     Plain,
-    /// The README's: `LingerListener::bind` and the layer around the app.
+    /// The README's: `linger::serve` on a `LingerListener::bind`.
     Readme,
+    /// `axum::serve` with the layer around the app.
+    WholeApp,
     /// The layer around `into_make_service_with_connect_info`.
     ConnectInfo,
     /// The layer inside the app, `Router::layer`.
@@ -26,9 +28,10 @@ pub(crate) enum Wiring {
 }
 
 impl Wiring {
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Plain,
         Self::Readme,
+        Self::WholeApp,
         Self::ConnectInfo,
         Self::InsideTheApp,
         Self::ListenerOnly,
@@ -38,6 +41,7 @@ impl Wiring {
         match self {
             Self::Plain => "plain",
             Self::Readme => "readme",
+            Self::WholeApp => "whole-app",
             Self::ConnectInfo => "connect-info",
             Self::InsideTheApp => "inside-the-app",
             Self::ListenerOnly => "listener-only",
@@ -47,7 +51,8 @@ impl Wiring {
     pub(crate) fn about(self) -> &'static str {
         match self {
             Self::Plain => "plain axum (the baseline)",
-            Self::Readme => "LingerLayer::new().layer(app) via LingerListener::bind (the README's)",
+            Self::Readme => "linger::serve(LingerListener::bind(..), app) (the README's)",
+            Self::WholeApp => "axum::serve(LingerListener, LingerLayer::new().layer(app))",
             Self::ConnectInfo => {
                 "LingerLayer::new().layer(app.into_make_service_with_connect_info)"
             }
@@ -93,11 +98,12 @@ pub(crate) fn serve(wiring: Wiring) {
         let (exit, mut exiting) = tokio::sync::mpsc::channel(1);
         let app = app(exit);
         let tcp = LingerListener::bind("127.0.0.1:0").await.expect("bind");
-        println!("{}", tcp.get_ref().local_addr().expect("address").port());
+        println!("{}", tcp.local_addr().expect("address").port());
         let server = match wiring {
             // The same socket, axum alone: what listens is not measured.
             Wiring::Plain => tokio::spawn(axum::serve(tcp.into_inner(), app).into_future()),
-            Wiring::Readme => {
+            Wiring::Readme => tokio::spawn(linger::serve(tcp, app).into_future()),
+            Wiring::WholeApp => {
                 tokio::spawn(axum::serve(tcp, LingerLayer::new().layer(app)).into_future())
             }
             Wiring::ConnectInfo => tokio::spawn(
