@@ -171,12 +171,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for LingerIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        current::enter(&this.handle);
         let before = buf.filled().len();
         let res = this.pinned()?.poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             if buf.filled().len() > before {
                 this.read_any = true;
+                current::enter(&this.handle);
             } else if buf.remaining() > 0 {
                 this.eof = true;
             }

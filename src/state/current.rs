@@ -3,7 +3,8 @@
 //! [`ConnectionHandle`] extractor, find a connection they were never given.
 //!
 //! A [`LingerIo`](crate::LingerIo) records its handle, with the id of the
-//! tokio task reading it, in a per-thread slot each time it is read. A
+//! tokio task reading it, in a per-thread slot each time a read returns
+//! bytes (a request is on its way). A
 //! lookup made by the same task on the same thread finds it. axum's
 //! `serve`, [`linger::serve`](crate::serve()), axum-server and hyper-util's
 //! accept loops serve each connection on a task of its own, and hyper calls
@@ -29,6 +30,10 @@ use crate::state::connection::ConnectionHandle;
 struct Slot {
     /// The task that last read a `LingerIo` on this thread.
     task: Cell<Option<Id>>,
+    /// The address of the connection `handle` names, compared, never
+    /// followed: the fast path of [`enter`]. The slot's handle keeps that
+    /// connection alive, so no other can take its address meanwhile.
+    conn: Cell<usize>,
     /// That `LingerIo`'s handle.
     handle: RefCell<Option<ConnectionHandle>>,
     /// Whether any `LingerIo` was ever read on this thread.
@@ -39,6 +44,7 @@ thread_local! {
     static SLOT: Slot = const {
         Slot {
             task: Cell::new(None),
+            conn: Cell::new(0),
             handle: RefCell::new(None),
             seen: Cell::new(false),
         }
@@ -57,19 +63,22 @@ pub(crate) enum Lookup {
     NoLingerIo,
 }
 
-/// Records that the running task reads the connection of `handle`.
+/// Records that the running task read input from the connection of
+/// `handle` (called when a read returned bytes: a request is on its way).
 #[inline]
 pub(crate) fn enter(handle: &ConnectionHandle) {
     let Some(task) = tokio::task::try_id() else {
         return;
     };
     let _ = SLOT.try_with(|slot| {
+        let same_task = slot.task.get() == Some(task);
+        if same_task && slot.conn.get() == handle.address() {
+            return;
+        }
         let Ok(mut current) = slot.handle.try_borrow_mut() else {
             return;
         };
-        let same_task = slot.task.get() == Some(task);
         match current.as_ref() {
-            Some(held) if same_task && held.same_connection(handle) => return,
             // One task reading two open connections: neither can be told
             // apart from the other by task.
             Some(held) if same_task && !held.is_ended() => {
@@ -79,6 +88,7 @@ pub(crate) fn enter(handle: &ConnectionHandle) {
             _ => {}
         }
         slot.task.set(Some(task));
+        slot.conn.set(handle.address());
         slot.seen.set(true);
         *current = Some(handle.clone());
     });
@@ -91,6 +101,7 @@ pub(crate) fn leave(handle: &ConnectionHandle) {
             if current.as_ref().is_some_and(|h| h.same_connection(handle)) {
                 *current = None;
                 slot.task.set(None);
+                slot.conn.set(0);
             }
         }
     });
