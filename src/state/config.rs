@@ -35,7 +35,7 @@ pub enum LingerMode {
 /// | [`max_bytes`] | 64 MiB ([`LingerConfig::DEFAULT_MAX_BYTES`]) | neither has one; large enough that a client uploading a rejected 16 MiB body before it reads still gets the 413, small enough that a flood costs a few milliseconds of CPU |
 /// | [`max_lingering`] | 1024 ([`LingerConfig::DEFAULT_MAX_LINGERING`]) | full-length lingers at once per listener; past it a linger gets the short deadline instead of holding a socket for 30 s |
 /// | [`short_deadline`] | 2 s ([`LingerConfig::DEFAULT_SHORT_DEADLINE`]) | Apache's short linger when stopping; used past [`max_lingering`] and while the server shuts down |
-/// | [`max_lingering_sockets`] | 4 × [`max_lingering`], 4096 ([`LingerConfig::DEFAULT_MAX_LINGERING_SOCKETS`]) | the hard cap: sockets lingering at once per listener, short lingers and detached ones included; past it a close is a plain close, so a flood of clients that never close cannot hold more file descriptors than this |
+/// | [`max_lingering_sockets`] | 4 × [`max_lingering`], at least 4096 ([`LingerConfig::DEFAULT_MAX_LINGERING_SOCKETS`]) | the hard cap: sockets lingering at once per listener, short lingers and detached ones included; past it a close is a plain close, so a flood of clients that never close cannot hold more file descriptors than this |
 ///
 /// [`idle_timeout`]: LingerConfig::idle_timeout
 /// [`deadline`]: LingerConfig::deadline
@@ -81,7 +81,7 @@ impl LingerConfig {
     pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
     /// Default [`LingerConfig::max_lingering_sockets`] with the default
     /// [`max_lingering`](Self::max_lingering): 4096 connections. Unless set,
-    /// the hard cap is four times `max_lingering`.
+    /// the hard cap is four times `max_lingering`, and at least this.
     pub const DEFAULT_MAX_LINGERING_SOCKETS: usize = 4 * Self::DEFAULT_MAX_LINGERING;
     /// Default [`LingerConfig::max_lingering`]: 1024 connections.
     pub const DEFAULT_MAX_LINGERING: usize = 1024;
@@ -242,12 +242,20 @@ impl LingerConfig {
         self.max_lingering
     }
 
-    /// How many sockets may linger at once: the hard cap, four times
-    /// [`max_lingering`](Self::max_lingering) unless set.
+    /// How many sockets may linger at once: the hard cap; unless set, four
+    /// times [`max_lingering`](Self::max_lingering), and at least
+    /// [`DEFAULT_MAX_LINGERING_SOCKETS`](Self::DEFAULT_MAX_LINGERING_SOCKETS).
     pub const fn max_lingering_sockets(&self) -> usize {
         match self.max_lingering_sockets {
             Some(max) => max,
-            None => self.max_lingering.saturating_mul(4),
+            None => {
+                let four = self.max_lingering.saturating_mul(4);
+                if four > Self::DEFAULT_MAX_LINGERING_SOCKETS {
+                    four
+                } else {
+                    Self::DEFAULT_MAX_LINGERING_SOCKETS
+                }
+            }
         }
     }
 

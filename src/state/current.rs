@@ -174,3 +174,85 @@ impl<S: Sync> axum::extract::FromRequestParts<S> for ConnectionHandle {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::config::LingerConfig;
+    use crate::state::group::Group;
+
+    fn handle() -> ConnectionHandle {
+        ConnectionHandle::new(Group::new(LingerConfig::new()))
+    }
+
+    fn found(lookup: Lookup) -> Option<ConnectionHandle> {
+        match lookup {
+            Lookup::Found(handle) => Some(handle),
+            Lookup::Unknown | Lookup::NoLingerIo => None,
+        }
+    }
+
+    /// On one thread, tasks taking turns: each finds the connection it
+    /// read last, while no other task has read one since, and else none,
+    /// never another's; a task that read none (a `Buffer` worker, say)
+    /// finds none; outside a task, none.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_finds_its_own_connection_and_no_other() {
+        let (a, b) = (handle(), handle());
+        let (ta, tb) = (a.clone(), b.clone());
+        let reader_a = tokio::spawn(async move {
+            enter(&ta);
+            let before = found(lookup()).is_some_and(|h| h.same_connection(&ta));
+            tokio::task::yield_now().await;
+            // Task B read its connection in between, on this thread: not
+            // B's, and none until A reads again.
+            let between = found(lookup()).is_none();
+            enter(&ta);
+            before && between && found(lookup()).is_some_and(|h| h.same_connection(&ta))
+        });
+        let reader_b = tokio::spawn(async move {
+            enter(&tb);
+            found(lookup()).is_some_and(|h| h.same_connection(&tb))
+        });
+        let worker = tokio::spawn(async { found(lookup()).is_none() });
+        assert!(reader_b.await.unwrap(), "task B found its own");
+        assert!(reader_a.await.unwrap(), "task A found B's");
+        assert!(
+            worker.await.unwrap(),
+            "a task that read nothing found a connection"
+        );
+        assert!(found(lookup()).is_none(), "outside a task");
+        drop((a, b));
+    }
+
+    /// One task reading two open connections: neither is named.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_reading_two_connections_names_neither() {
+        let (a, b) = (handle(), handle());
+        let (ta, tb) = (a.clone(), b.clone());
+        let both = tokio::spawn(async move {
+            enter(&ta);
+            enter(&tb);
+            let after_b = found(lookup()).is_none();
+            enter(&ta);
+            after_b && found(lookup()).is_none()
+        });
+        assert!(both.await.unwrap());
+        assert!(a.shares_task() && b.shares_task());
+    }
+
+    /// One task serving connections one after another: each, once the
+    /// one before has ended, is named.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_task_serving_connections_in_turn_names_each() {
+        let serial = tokio::spawn(async {
+            let (a, b) = (handle(), handle());
+            enter(&a);
+            a.mark_ended();
+            leave(&a);
+            enter(&b);
+            found(lookup()).is_some_and(|h| h.same_connection(&b)) && !a.shares_task()
+        });
+        assert!(serial.await.unwrap());
+    }
+}
