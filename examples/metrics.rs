@@ -30,7 +30,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use linger::{LingerLayer, LingerListener, LingerOutcome, LingerShutdown};
+use linger::{LingerLayer, LingerListener, LingerShutdown};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -56,8 +56,13 @@ impl Collector for LingerCollector {
             ),
             (
                 "linger_resets_prevented",
-                "Lingers that discarded input: a plain close would have reset the connection.",
+                "Lingers where a plain close would have reset the connection.",
                 stats.resets_prevented,
+            ),
+            (
+                "linger_over_cap",
+                "Closes made plain because too many sockets were lingering.",
+                stats.over_cap,
             ),
         ];
         for (name, help, value) in counters {
@@ -76,22 +81,13 @@ impl Collector for LingerCollector {
             None,
             gauge.metric_type(),
         )?)?;
-        let outcomes = [
-            (LingerOutcome::PeerClosed, stats.peer_closed),
-            (LingerOutcome::IdleTimeout, stats.idle_timeout),
-            (LingerOutcome::Deadline, stats.deadline),
-            (LingerOutcome::ByteCap, stats.byte_cap),
-            (LingerOutcome::Error, stats.error),
-            (LingerOutcome::Shortened, stats.shortened),
-            (LingerOutcome::Acked, stats.acked),
-        ];
         let mut family = encoder.encode_descriptor(
             "linger_ended",
             "Lingering closes ended, by how they ended.",
             None,
             ConstCounter::new(0u64).metric_type(),
         )?;
-        for (outcome, value) in outcomes {
+        for (outcome, value) in stats.by_outcome() {
             let labels = [("outcome", outcome.as_str())];
             ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
         }

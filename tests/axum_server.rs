@@ -18,7 +18,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use linger::{LingerAcceptor, LingerConfig, LingerShutdown};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use support::lab::{self, Gate};
-use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome};
+use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome, TlsServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Trials per scenario and server.
@@ -51,7 +51,7 @@ struct Server {
     gate: Gate,
 }
 
-impl Server {
+impl TlsServer for Server {
     fn start(linger: bool) -> Self {
         let rt = support::runtime::runtime();
         let (config, cert) = rustls_config();
@@ -95,44 +95,25 @@ impl Server {
         }
     }
 
-    /// Runs `trial` TRIALS times from a client runtime of its own.
-    fn trials<F, Fut>(&self, trial: F) -> Vec<Outcome>
-    where
-        F: Fn(SocketAddr, CertificateDer<'static>) -> Fut,
-        Fut: std::future::Future<Output = Outcome>,
-    {
-        support::tls_trials::run_trials(self.addr, &self.cert, TRIALS, BOUND, trial)
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn cert(&self) -> CertificateDer<'static> {
+        self.cert.clone()
+    }
+
+    fn lingers(&self) -> Option<LingerShutdown> {
+        self.lingers.clone()
     }
 }
 
-/// Every trial with the crate is whole; at least one with axum-server alone
-/// is not.
 fn cured<F, Fut>(name: &str, trial: F)
 where
     F: Fn(SocketAddr, CertificateDer<'static>) -> Fut + Copy,
     Fut: std::future::Future<Output = Outcome>,
 {
-    let server = Server::start(true);
-    let with = server.trials(trial);
-    let lingers = server.lingers.clone().unwrap();
-    let stats = support::stats::wait_for(
-        BOUND,
-        Duration::from_millis(5),
-        || lingers.stats(),
-        |s| s.started >= TRIALS as u64 && s.lingering == 0,
-    )
-    .unwrap_or_else(|s| s);
-    eprintln!("{name} with LingerAcceptor: {with:?}\n  {stats:?}");
-    assert!(with.iter().all(Outcome::is_whole), "{name}: {with:?}");
-    assert_eq!(stats.peer_closed, TRIALS as u64, "{stats:?}");
-    drop(server);
-
-    let without = Server::start(false).trials(trial);
-    eprintln!("{name} with axum-server alone: {without:?}");
-    assert!(
-        without.iter().any(|o| !o.is_whole()),
-        "{name} never failed with axum-server alone, so this proves nothing: {without:?}"
-    );
+    support::tls_trials::cured::<Server, _, _>(name, TRIALS, BOUND, trial);
 }
 
 #[test]

@@ -13,11 +13,11 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use linger::{LingerLayer, LingerListener, LingerShutdown, LingerStats};
+use linger::{LingerLayer, LingerListener, LingerShutdown};
 use rustls::pki_types::CertificateDer;
 use support::lab;
 use support::tls::{self_signed_acceptor, TestTlsListener};
-use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome};
+use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome, TlsServer};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tower::Layer;
@@ -36,7 +36,7 @@ struct Server {
     shutdown: Option<LingerShutdown>,
 }
 
-impl Server {
+impl TlsServer for Server {
     fn start(linger: bool) -> Self {
         let rt = support::runtime::runtime();
         let (acceptor, cert) = self_signed_acceptor();
@@ -70,50 +70,25 @@ impl Server {
         }
     }
 
-    /// Runs `trial` TRIALS times from a client runtime of its own.
-    fn trials<F, Fut>(&self, trial: F) -> Vec<Outcome>
-    where
-        F: Fn(SocketAddr, CertificateDer<'static>) -> Fut,
-        Fut: std::future::Future<Output = Outcome>,
-    {
-        support::tls_trials::run_trials(self.addr, &self.cert, TRIALS, TRIAL_TIMEOUT, trial)
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    /// The counters once no connection lingers (bounded wait).
-    fn settled_stats(&self) -> LingerStats {
-        let shutdown = self.shutdown.clone().expect("a lingering server");
-        self.rt.block_on(async {
-            let _ = timeout(Duration::from_secs(10), shutdown.wait()).await;
-            shutdown.stats()
-        })
+    fn cert(&self) -> CertificateDer<'static> {
+        self.cert.clone()
+    }
+
+    fn lingers(&self) -> Option<LingerShutdown> {
+        self.shutdown.clone()
     }
 }
 
-/// Every trial with the crate is whole, every linger ended by the client's
-/// close; at least one trial without it is not.
 fn cured<F, Fut>(name: &str, trial: F)
 where
     F: Fn(SocketAddr, CertificateDer<'static>) -> Fut + Copy,
     Fut: std::future::Future<Output = Outcome>,
 {
-    let server = Server::start(true);
-    let with = server.trials(trial);
-    assert!(
-        with.iter().all(Outcome::is_whole),
-        "{name} with linger: {with:?}"
-    );
-    let stats = server.settled_stats();
-    eprintln!("{name} with linger: {with:?}\n  {stats:?}");
-    assert_eq!(stats.started, TRIALS as u64, "{stats:?}");
-    assert_eq!(stats.peer_closed, TRIALS as u64, "{stats:?}");
-    drop(server);
-
-    let without = Server::start(false).trials(trial);
-    eprintln!("{name} without linger: {without:?}");
-    assert!(
-        without.iter().any(|o| !o.is_whole()),
-        "{name} without linger never failed over TLS, so this test proves nothing here: {without:?}"
-    );
+    support::tls_trials::cured::<Server, _, _>(name, TRIALS, TRIAL_TIMEOUT, trial);
 }
 
 /// The 1 MiB body arrives whole, then `close_notify` and a FIN. Without the
@@ -159,7 +134,7 @@ fn a_client_answering_close_notify_is_no_reset_prevented() {
         // The client's close_notify, then its FIN.
         tls.shutdown().await.unwrap();
     });
-    let stats = server.settled_stats();
+    let stats = server.settled_stats(1, TRIAL_TIMEOUT);
     assert_eq!(stats.started, 1, "{stats:?}");
     assert!(
         stats.bytes_discarded > 0,
@@ -167,8 +142,8 @@ fn a_client_answering_close_notify_is_no_reset_prevented() {
     );
     assert_eq!(stats.resets_prevented, 0, "{stats:?}");
 
-    let with = server.trials(pipelined_after_close);
+    let with = server.trials(TRIALS, TRIAL_TIMEOUT, pipelined_after_close);
     assert!(with.iter().all(Outcome::is_whole), "{with:?}");
-    let stats = server.settled_stats();
+    let stats = server.settled_stats(1 + TRIALS as u64, TRIAL_TIMEOUT);
     assert_eq!(stats.resets_prevented, TRIALS as u64, "{stats:?}");
 }

@@ -29,6 +29,17 @@ pub enum LingerOutcome {
 }
 
 impl LingerOutcome {
+    /// Every outcome, in the order of the variants.
+    pub const ALL: [Self; 7] = [
+        Self::PeerClosed,
+        Self::IdleTimeout,
+        Self::Deadline,
+        Self::ByteCap,
+        Self::Error,
+        Self::Shortened,
+        Self::Acked,
+    ];
+
     /// A short name, as used in `tracing` events.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -169,6 +180,38 @@ pub struct LingerStats {
     /// [`max_lingering_sockets`](crate::LingerConfig::max_lingering_sockets)
     /// sockets were lingering already.
     pub over_cap: u64,
+}
+
+impl LingerStats {
+    /// How many lingers ended with `outcome`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use linger::{LingerOutcome, LingerStats};
+    ///
+    /// let stats = LingerStats::default();
+    /// assert_eq!(stats.ended(LingerOutcome::PeerClosed), stats.peer_closed);
+    /// ```
+    pub const fn ended(&self, outcome: LingerOutcome) -> u64 {
+        match outcome {
+            LingerOutcome::PeerClosed => self.peer_closed,
+            LingerOutcome::IdleTimeout => self.idle_timeout,
+            LingerOutcome::Deadline => self.deadline,
+            LingerOutcome::ByteCap => self.byte_cap,
+            LingerOutcome::Error => self.error,
+            LingerOutcome::Shortened => self.shortened,
+            LingerOutcome::Acked => self.acked,
+        }
+    }
+
+    /// Each outcome with how many lingers ended with it, in the order of
+    /// [`LingerOutcome`]'s variants.
+    pub fn by_outcome(&self) -> impl Iterator<Item = (LingerOutcome, u64)> + '_ {
+        LingerOutcome::ALL
+            .into_iter()
+            .map(|outcome| (outcome, self.ended(outcome)))
+    }
 }
 
 pub(crate) fn log_outcome(outcome: LingerOutcome, bytes: u64, prevented: bool, took: Duration) {

@@ -204,3 +204,61 @@ where
         })
         .collect()
 }
+
+/// A TLS server of a test's own, served with the crate or without it.
+pub(crate) trait TlsServer: Sized {
+    /// Serves the lab app, with lingering close if `linger`.
+    fn start(linger: bool) -> Self;
+    fn addr(&self) -> SocketAddr;
+    fn cert(&self) -> CertificateDer<'static>;
+    /// With the crate: its shutdown handle, which reads its counters.
+    fn lingers(&self) -> Option<linger::LingerShutdown>;
+
+    /// Runs `trial` `trials` times, each bounded by `limit`.
+    fn trials<F, Fut>(&self, trials: usize, limit: Duration, trial: F) -> Vec<Outcome>
+    where
+        F: Fn(SocketAddr, CertificateDer<'static>) -> Fut,
+        Fut: std::future::Future<Output = Outcome>,
+    {
+        run_trials(self.addr(), &self.cert(), trials, limit, trial)
+    }
+
+    /// The counters once `started` lingers have begun and none lingers
+    /// (bounded by `limit`: the last counters read, otherwise).
+    fn settled_stats(&self, started: u64, limit: Duration) -> linger::LingerStats {
+        let lingers = self.lingers().expect("a lingering server");
+        super::stats::wait_for(
+            limit,
+            Duration::from_millis(5),
+            || lingers.stats(),
+            |s| s.started >= started && s.lingering == 0,
+        )
+        .unwrap_or_else(|s| s)
+    }
+}
+
+/// Every one of `trials` trials with the crate is whole and its linger
+/// ended by the client's close; at least one without it is not (in the
+/// same run, so the test can fail).
+pub(crate) fn cured<S, F, Fut>(name: &str, trials: usize, limit: Duration, trial: F)
+where
+    S: TlsServer,
+    F: Fn(SocketAddr, CertificateDer<'static>) -> Fut + Copy,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let server = S::start(true);
+    let with = server.trials(trials, limit, trial);
+    let stats = server.settled_stats(trials as u64, limit);
+    eprintln!("{name} with linger: {with:?}\n  {stats:?}");
+    assert!(with.iter().all(Outcome::is_whole), "{name}: {with:?}");
+    assert_eq!(stats.started, trials as u64, "{stats:?}");
+    assert_eq!(stats.peer_closed, trials as u64, "{stats:?}");
+    drop(server);
+
+    let without = S::start(false).trials(trials, limit, trial);
+    eprintln!("{name} without linger: {without:?}");
+    assert!(
+        without.iter().any(|o| !o.is_whole()),
+        "{name} never failed without linger, so this test proves nothing here: {without:?}"
+    );
+}
