@@ -300,18 +300,27 @@ fn resets_prevented_matches_the_kernels_resets_with_the_linger_off() {
         let prevented = after.resets_prevented - before.resets_prevented;
 
         // Without it: how many resets the kernel sent (given a moment to
-        // count a reset that leaves as the socket closes; bounded).
-        let kernel_before = TcpCounters::read().unwrap();
-        run(off.addr);
+        // count a reset that leaves as the socket closes; bounded). Some
+        // cases are races a plain server now and then wins (it read all
+        // the input before its close): a case the linger counted is run
+        // again, at most PLAIN_TRIES times, until the kernel resets it.
+        const PLAIN_TRIES: usize = 5;
         let mut sent = 0;
-        support::wait::wait_until(
-            Duration::from_millis(500),
-            Duration::from_millis(10),
-            || {
-                sent = aborts(&TcpCounters::read().unwrap().since(&kernel_before));
-                sent >= prevented.max(1)
-            },
-        );
+        for _ in 0..if prevented > 0 { PLAIN_TRIES } else { 1 } {
+            let kernel_before = TcpCounters::read().unwrap();
+            run(off.addr);
+            support::wait::wait_until(
+                Duration::from_millis(500),
+                Duration::from_millis(10),
+                || {
+                    sent = aborts(&TcpCounters::read().unwrap().since(&kernel_before));
+                    sent >= prevented.max(1)
+                },
+            );
+            if sent == prevented {
+                break;
+            }
+        }
         eprintln!("{key}: resets prevented {prevented}, kernel resets with the linger off {sent}");
         assert_eq!(prevented, sent, "{key}");
         resets += sent;

@@ -16,23 +16,20 @@
 
 mod support;
 
-use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower::Layer;
 
 use linger::{LingerLayer, LingerListener, LingerShutdown, LingerStats};
-use support::client::{connect_unix, read_to_end, End, Head};
+use support::client::connect_unix;
 use support::lab;
-use support::probe::TRIAL_TIMEOUT;
+use support::probe::Outcome;
 use support::runtime::runtime;
-use support::scenarios::{big_get, PAUSE};
+use support::scenarios::pipelined_after_close_over;
 use support::stats::settled;
 
 /// Trials per server.
 const TRIALS: usize = 5;
-/// The first response's body.
-const BODY: usize = 1 << 20;
 
 struct Server {
     /// Serves until the test drops it.
@@ -83,77 +80,10 @@ impl Server {
     }
 }
 
-/// How one trial ended, from the client's side.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    /// The whole response, nothing after it, then EOF.
-    Whole,
-    /// The whole response, then a read failed with this error instead of
-    /// EOF.
-    WholeThenError(ErrorKind),
-    /// The connection ended (EOF or an error) before the response was
-    /// complete.
-    Short {
-        got: usize,
-        error: Option<ErrorKind>,
-    },
-    /// Something else: a write error, a wrong response, a timeout.
-    Other(String),
-}
-
 /// `GET /close/1048576` and a 64 KiB padded GET in one write, a pause,
 /// then read everything.
 fn pipelined_after_close(path: &Path) -> Outcome {
-    let started = Instant::now();
-    let mut stream = match connect_unix(path) {
-        Ok(stream) => stream,
-        Err(e) => return Outcome::Other(format!("connect: {e}")),
-    };
-    let request = [
-        format!("GET /close/{BODY} HTTP/1.1\r\nHost: lab\r\n\r\n").into_bytes(),
-        big_get("/ok"),
-    ]
-    .concat();
-    if let Err(e) = stream.write_all(&request) {
-        return Outcome::Other(format!("write: {e}"));
-    }
-    std::thread::sleep(PAUSE);
-    let (got, end) = read_to_end(&mut stream, started + TRIAL_TIMEOUT);
-    let error = match end {
-        End::Eof => None,
-        // A Unix socket shows a close with input unread as a reset.
-        End::Reset | End::EofThenReset => Some(ErrorKind::ConnectionReset),
-        End::Timeout => return Outcome::Other(format!("timeout after {} bytes", got.len())),
-        End::Other(e) => return Outcome::Other(format!("read: {e}")),
-    };
-    let head = match Head::parse(&got) {
-        None => {
-            return Outcome::Short {
-                got: got.len(),
-                error,
-            }
-        }
-        Some(Err(e)) => return Outcome::Other(e),
-        Some(Ok(head)) => head,
-    };
-    if !head.text.starts_with("http/1.1 200")
-        || !head.closes()
-        || head.content_length() != Some(BODY)
-    {
-        return Outcome::Other(format!("unexpected head: {}", head.text));
-    }
-    let whole = head.len + BODY;
-    match (got.len().cmp(&whole), error) {
-        (std::cmp::Ordering::Less, error) => Outcome::Short {
-            got: got.len(),
-            error,
-        },
-        (std::cmp::Ordering::Greater, _) => {
-            Outcome::Other(format!("{} bytes after the response", got.len() - whole))
-        }
-        (std::cmp::Ordering::Equal, None) => Outcome::Whole,
-        (std::cmp::Ordering::Equal, Some(kind)) => Outcome::WholeThenError(kind),
-    }
+    pipelined_after_close_over(|| connect_unix(path), None)
 }
 
 /// With the crate every trial is whole and ends in EOF, each linger ended by
@@ -166,7 +96,7 @@ fn pipelined_after_close(path: &Path) -> Outcome {
 /// the close is clean, so that side is reported, not asserted.
 #[test]
 fn pipelined_request_after_a_1_mib_close_response() {
-    use Outcome::{Whole, WholeThenError};
+    use Outcome::{ResetAfter, Whole};
     let server = Server::start(true);
     let with: Vec<_> = (0..TRIALS)
         .map(|_| pipelined_after_close(&server.path))
@@ -183,9 +113,8 @@ fn pipelined_request_after_a_1_mib_close_response() {
         .map(|_| pipelined_after_close(&server.path))
         .collect();
     eprintln!("without linger: {without:?}");
-    let reset = WholeThenError(ErrorKind::ConnectionReset);
     assert!(
-        without.iter().all(|o| *o == Whole || *o == reset),
+        without.iter().all(|o| *o == Whole || *o == ResetAfter),
         "a plain Unix socket lost part of a response: {without:?}"
     );
     // Not asserted: whether a plain close ends in ECONNRESET depends on how

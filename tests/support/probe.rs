@@ -2,11 +2,11 @@
 //! judge whether the response arrived whole (every byte, then a clean EOF)
 //! or how it was lost.
 
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::client::{self, End};
+use super::client::{self, End, PendingError};
 
 /// How long a trial may wait in all before it counts as a timeout.
 pub(crate) const TRIAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -91,8 +91,19 @@ pub(crate) fn exchange(
     pause: Duration,
     status: u16,
 ) -> Outcome {
+    exchange_over(|| client::connect(addr, rcvbuf), writes, gap, pause, status)
+}
+
+/// [`exchange`] over any stream `connect` opens (a Unix socket, say).
+pub(crate) fn exchange_over<S: Read + Write + PendingError>(
+    connect: impl FnOnce() -> io::Result<S>,
+    writes: &[&[u8]],
+    gap: Duration,
+    pause: Duration,
+    status: u16,
+) -> Outcome {
     let started = Instant::now();
-    let Ok(mut stream) = client::connect(addr, rcvbuf) else {
+    let Ok(mut stream) = connect() else {
         return Outcome::Wrong("connect failed".into());
     };
     for (i, bytes) in writes.iter().enumerate() {

@@ -2,12 +2,12 @@
 //! serving the lab contract ([`super::lab::app`]) and says, as an
 //! [`Outcome`], whether the response arrived whole or how it was lost.
 
-use std::io::{ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::client;
-use super::probe::{exchange, judge, Outcome, TRIAL_TIMEOUT};
+use super::client::{self, PendingError};
+use super::probe::{exchange, exchange_over, judge, Outcome, TRIAL_TIMEOUT};
 
 /// How long the scenarios that "read after a pause" wait before reading.
 pub(crate) const PAUSE: Duration = Duration::from_millis(100);
@@ -159,18 +159,21 @@ fn reject_upload_interleaved(addr: SocketAddr, body: usize, rcvbuf: Option<usize
 /// A close response and a pipelined request behind it: in the same write,
 /// or in a write of its own `gap` later.
 fn pipelined_after_close(addr: SocketAddr, gap: Option<Duration>) -> Outcome {
+    pipelined_after_close_over(|| client::connect(addr, Some(16 << 10)), gap)
+}
+
+/// [`pipelined_after_close`] over any stream `connect` opens (a Unix
+/// socket, say): a 1 MiB close response, and a 64 KiB padded request
+/// pipelined behind it.
+pub(crate) fn pipelined_after_close_over<S: Read + Write + PendingError>(
+    connect: impl FnOnce() -> io::Result<S>,
+    gap: Option<Duration>,
+) -> Outcome {
     let (first, second) = (get("/close/1048576", ""), big_get("/ok"));
     let together = [first.as_slice(), second.as_slice()].concat();
     match gap {
-        Some(gap) => exchange(addr, Some(16 << 10), &[&first, &second], gap, PAUSE, 200),
-        None => exchange(
-            addr,
-            Some(16 << 10),
-            &[&together],
-            Duration::ZERO,
-            PAUSE,
-            200,
-        ),
+        Some(gap) => exchange_over(connect, &[&first, &second], gap, PAUSE, 200),
+        None => exchange_over(connect, &[&together], Duration::ZERO, PAUSE, 200),
     }
 }
 
