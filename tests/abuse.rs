@@ -205,9 +205,8 @@ fn hold(config: LingerConfig, label: &str, count: usize) -> Round {
         "{label}: descriptors leaked: {fds_before} -> {fds_after}"
     );
     // What the hold took comes back, most runs; now and then (about one
-    // full-suite run in four here) the allocator keeps it all after the
-    // trim. Whether it leaks is what the test asks of two holds in a row:
-    // the second reuses what the first freed rather than growing.
+    // run in six under load here) the allocator keeps it all after the
+    // trim. Whether it leaks is what the test asks of two holds in a row.
     let grown = rss_during.saturating_sub(rss_before);
     if rss_trimmed > rss_before + grown / 10 + 2048 {
         eprintln!(
@@ -245,10 +244,21 @@ fn two_thousand_clients_that_never_close() {
     let in_place = config.with_detach(false);
     let first = hold(in_place, "in place", CLIENTS);
     let second = hold(in_place, "in place, again", CLIENTS);
+    // A leak keeps every hold's memory; the allocator, under load, now and
+    // then keeps one hold's (and the next hold then takes fresh memory).
+    let kept = |r: &Round| {
+        r.rss_trimmed > r.rss_before + r.rss_during.saturating_sub(r.rss_before) / 10 + 2048
+    };
     assert!(
-        second.rss_during <= first.rss_during + first.rss_during / 10,
-        "memory grew from one hold to the next: {first:?} then {second:?}"
+        !(kept(&first) && kept(&second)),
+        "memory did not come back after either hold: {first:?} then {second:?}"
     );
+    if !kept(&first) {
+        assert!(
+            second.rss_during <= first.rss_during + first.rss_during / 10,
+            "memory grew from one hold to the next: {first:?} then {second:?}"
+        );
+    }
     assert!(
         detached.rss_during < first.rss_during,
         "{detached:?} {first:?}"
