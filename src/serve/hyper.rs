@@ -23,10 +23,13 @@ use crate::io::LingerIo;
 use crate::listener::LingerListener;
 use crate::middleware::body::LingerBody;
 use crate::middleware::layer::LingerLayer;
+use crate::middleware::service::Linger;
 use crate::serve::ServeFuture;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 type Io = TokioIo<LingerIo<TcpStream>>;
+/// A connection's service as hyper takes it: the user's, in the middleware.
+type Hyper<S> = TowerToHyperService<Linger<S>>;
 
 /// A connection builder [`LingerListener::serve_with`] serves with:
 /// hyper-util's `auto::Builder<TokioExecutor>` (HTTP/1 and HTTP/2, chosen
@@ -35,14 +38,8 @@ type Io = TokioIo<LingerIo<TcpStream>>;
 pub trait ConnectionBuilder: sealed::Sealed + Clone + Send + Sync + 'static {
     /// Serves one connection.
     #[doc(hidden)]
-    fn serve_io<S, B>(&self, io: Io, service: S) -> Pin<Box<dyn Connection>>
-    where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>;
+    fn serve_io<S: ConnectionService>(&self, io: Io, service: Hyper<S>)
+        -> Pin<Box<dyn Connection>>;
 }
 
 mod sealed {
@@ -58,15 +55,11 @@ pub trait Connection: Send {
 
 impl sealed::Sealed for auto::Builder<TokioExecutor> {}
 impl ConnectionBuilder for auto::Builder<TokioExecutor> {
-    fn serve_io<S, B>(&self, io: Io, service: S) -> Pin<Box<dyn Connection>>
-    where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    fn serve_io<S: ConnectionService>(
+        &self,
+        io: Io,
+        service: Hyper<S>,
+    ) -> Pin<Box<dyn Connection>> {
         Box::pin(
             self.serve_connection_with_upgrades(io, service)
                 .into_owned(),
@@ -74,14 +67,8 @@ impl ConnectionBuilder for auto::Builder<TokioExecutor> {
     }
 }
 
-impl<S, B> Connection for auto::UpgradeableConnection<'static, Io, S, TokioExecutor>
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+impl<S: ConnectionService> Connection
+    for auto::UpgradeableConnection<'static, Io, Hyper<S>, TokioExecutor>
 {
     fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll(cx)
@@ -94,27 +81,17 @@ where
 
 impl sealed::Sealed for hyper::server::conn::http1::Builder {}
 impl ConnectionBuilder for hyper::server::conn::http1::Builder {
-    fn serve_io<S, B>(&self, io: Io, service: S) -> Pin<Box<dyn Connection>>
-    where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    fn serve_io<S: ConnectionService>(
+        &self,
+        io: Io,
+        service: Hyper<S>,
+    ) -> Pin<Box<dyn Connection>> {
         Box::pin(self.serve_connection(io, service).with_upgrades())
     }
 }
 
-impl<S, B> Connection for hyper::server::conn::http1::UpgradeableConnection<Io, S>
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+impl<S: ConnectionService> Connection
+    for hyper::server::conn::http1::UpgradeableConnection<Io, Hyper<S>>
 {
     fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll(cx).map_err(Into::into)
@@ -123,6 +100,37 @@ where
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
     }
+}
+
+/// A tower service [`LingerListener::serve_with`] serves: over
+/// `Request<LingerBody<Incoming>>`, cloned for each connection, its future,
+/// error and response body fit to go to another thread. Implemented for
+/// every service that fits (`tower::service_fn(handler)`, an axum
+/// `Router`).
+pub trait ConnectionService:
+    Service<
+        Request<LingerBody<Incoming>>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError> + Send,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The response body.
+    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> ConnectionService for S
+where
+    S: Service<Request<LingerBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Body = B;
 }
 
 impl LingerListener<TcpListener> {
@@ -207,15 +215,10 @@ pub struct ServeWithGracefulShutdown<C, S, F> {
     signal: F,
 }
 
-impl<C, S, B> IntoFuture for ServeWith<C, S>
+impl<C, S> IntoFuture for ServeWith<C, S>
 where
     C: ConnectionBuilder,
-    S: Service<Request<LingerBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ConnectionService,
 {
     type Output = io::Result<()>;
     type IntoFuture = ServeFuture;
@@ -225,15 +228,10 @@ where
     }
 }
 
-impl<C, S, B, F> IntoFuture for ServeWithGracefulShutdown<C, S, F>
+impl<C, S, F> IntoFuture for ServeWithGracefulShutdown<C, S, F>
 where
     C: ConnectionBuilder,
-    S: Service<Request<LingerBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ConnectionService,
     F: Future<Output = ()> + Send + 'static,
 {
     type Output = io::Result<()>;
@@ -245,18 +243,13 @@ where
 }
 
 /// The accept loop and its shutdown.
-async fn run<C, S, B>(
+async fn run<C, S>(
     serve: ServeWith<C, S>,
     signal: impl Future<Output = ()> + Send,
 ) -> io::Result<()>
 where
     C: ConnectionBuilder,
-    S: Service<Request<LingerBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ConnectionService,
 {
     let ServeWith {
         listener,
@@ -293,18 +286,13 @@ where
 }
 
 /// Accepts and serves connections until `until` resolves.
-async fn accept_until<C, S, B>(
+async fn accept_until<C, S>(
     listener: &LingerListener<TcpListener>,
     connections: &mut Connections<C, S>,
     until: Pin<Box<dyn Future<Output = ()> + Send + '_>>,
 ) where
     C: ConnectionBuilder,
-    S: Service<Request<LingerBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ConnectionService,
 {
     let mut until = until;
     loop {
@@ -336,15 +324,10 @@ struct Connections<C, S> {
     done: (watch::Sender<()>, watch::Receiver<()>),
 }
 
-impl<C, S, B> Connections<C, S>
+impl<C, S> Connections<C, S>
 where
     C: ConnectionBuilder,
-    S: Service<Request<LingerBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ConnectionService,
 {
     fn serve(&self, io: LingerIo<TcpStream>) {
         let service = LingerLayer::with_handle(io.handle().clone()).layer(self.service.clone());

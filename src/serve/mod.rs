@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 #[cfg(feature = "axum")]
 pub use self::axum::{IntoLingerListener, Serve, WithGracefulShutdown};
 #[cfg(feature = "hyper")]
-pub use self::hyper::{ConnectionBuilder, ServeWith, ServeWithGracefulShutdown};
+pub use self::hyper::{ConnectionBuilder, ConnectionService, ServeWith, ServeWithGracefulShutdown};
 
 /// The future of a server of this module: it resolves when the server
 /// stops, with the error that stopped it, if any.

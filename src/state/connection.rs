@@ -107,12 +107,6 @@ impl ConnectionHandle {
         &self.conn.listener
     }
 
-    /// The connection's address, to compare handles by.
-    #[inline]
-    pub(crate) fn address(&self) -> usize {
-        Arc::as_ptr(&self.conn) as usize
-    }
-
     /// Whether `other` is a handle to the same connection.
     #[inline]
     pub(crate) fn same_connection(&self, other: &Self) -> bool {

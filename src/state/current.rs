@@ -28,14 +28,9 @@ use tokio::task::Id;
 use crate::state::connection::ConnectionHandle;
 
 struct Slot {
-    /// The task that last read a `LingerIo` on this thread.
-    task: Cell<Option<Id>>,
-    /// The address of the connection `handle` names, compared, never
-    /// followed: the fast path of [`enter`]. The slot's handle keeps that
-    /// connection alive, so no other can take its address meanwhile.
-    conn: Cell<usize>,
-    /// That `LingerIo`'s handle.
-    handle: RefCell<Option<ConnectionHandle>>,
+    /// The task that last read a `LingerIo` on this thread, and that
+    /// `LingerIo`'s handle.
+    current: RefCell<Option<(Id, ConnectionHandle)>>,
     /// Whether any `LingerIo` was ever read on this thread.
     seen: Cell<bool>,
 }
@@ -43,9 +38,7 @@ struct Slot {
 thread_local! {
     static SLOT: Slot = const {
         Slot {
-            task: Cell::new(None),
-            conn: Cell::new(0),
-            handle: RefCell::new(None),
+            current: RefCell::new(None),
             seen: Cell::new(false),
         }
     };
@@ -71,37 +64,37 @@ pub(crate) fn enter(handle: &ConnectionHandle) {
         return;
     };
     let _ = SLOT.try_with(|slot| {
-        let same_task = slot.task.get() == Some(task);
-        if same_task && slot.conn.get() == handle.address() {
-            return;
-        }
-        let Ok(mut current) = slot.handle.try_borrow_mut() else {
+        let Ok(mut current) = slot.current.try_borrow_mut() else {
             return;
         };
         match current.as_ref() {
-            // One task reading two open connections: neither can be told
-            // apart from the other by task.
-            Some(held) if same_task && !held.is_ended() => {
-                held.mark_shared_task();
-                handle.mark_shared_task();
+            Some((held_by, held)) if *held_by == task => {
+                if held.same_connection(handle) {
+                    return;
+                }
+                // One task reading two open connections: neither can be
+                // told apart from the other by task.
+                if !held.is_ended() {
+                    held.mark_shared_task();
+                    handle.mark_shared_task();
+                }
             }
             _ => {}
         }
-        slot.task.set(Some(task));
-        slot.conn.set(handle.address());
         slot.seen.set(true);
-        *current = Some(handle.clone());
+        *current = Some((task, handle.clone()));
     });
 }
 
 /// Forgets `handle` if this thread's slot holds it (its connection ended).
 pub(crate) fn leave(handle: &ConnectionHandle) {
     let _ = SLOT.try_with(|slot| {
-        if let Ok(mut current) = slot.handle.try_borrow_mut() {
-            if current.as_ref().is_some_and(|h| h.same_connection(handle)) {
+        if let Ok(mut current) = slot.current.try_borrow_mut() {
+            if current
+                .as_ref()
+                .is_some_and(|(_, h)| h.same_connection(handle))
+            {
                 *current = None;
-                slot.task.set(None);
-                slot.conn.set(0);
             }
         }
     });
@@ -114,11 +107,10 @@ pub(crate) fn lookup() -> Lookup {
         if !slot.seen.get() {
             return Lookup::NoLingerIo;
         }
-        if task.is_none() || slot.task.get() != task {
-            return Lookup::Unknown;
-        }
-        match slot.handle.try_borrow().ok().as_deref() {
-            Some(Some(handle)) if !handle.shares_task() => Lookup::Found(handle.clone()),
+        match slot.current.try_borrow().ok().as_deref() {
+            Some(Some((held_by, handle))) if Some(*held_by) == task && !handle.shares_task() => {
+                Lookup::Found(handle.clone())
+            }
             _ => Lookup::Unknown,
         }
     })
