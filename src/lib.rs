@@ -75,6 +75,8 @@
 /// Future types of [`Linger`].
 pub mod future {
     pub use crate::middleware::future::ResponseFuture;
+    #[cfg(feature = "hyper")]
+    pub use crate::middleware::hyper::HyperResponseFuture;
     #[cfg(feature = "axum")]
     pub use crate::middleware::make_service::MakeServiceFuture;
 }

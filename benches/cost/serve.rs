@@ -25,16 +25,20 @@ pub(crate) enum Wiring {
     InsideTheApp,
     /// `LingerListener` alone, no middleware.
     ListenerOnly,
+    /// Plain axum with a layer that does nothing, `Router::layer`: what
+    /// axum's own per-route layering costs, whatever the layer.
+    EmptyLayer,
 }
 
 impl Wiring {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 7] = [
         Self::Plain,
         Self::Readme,
         Self::WholeApp,
         Self::ConnectInfo,
         Self::InsideTheApp,
         Self::ListenerOnly,
+        Self::EmptyLayer,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Wiring {
             Self::ConnectInfo => "connect-info",
             Self::InsideTheApp => "inside-the-app",
             Self::ListenerOnly => "listener-only",
+            Self::EmptyLayer => "empty-layer",
         }
     }
 
@@ -58,6 +63,9 @@ impl Wiring {
             }
             Self::InsideTheApp => "app.layer(LingerLayer::new()) via LingerListener",
             Self::ListenerOnly => "LingerListener alone",
+            Self::EmptyLayer => {
+                "plain axum, app.layer(a layer that does nothing): axum's own cost of Router::layer"
+            }
         }
     }
 
@@ -118,6 +126,13 @@ pub(crate) fn serve(wiring: Wiring) {
                 tokio::spawn(axum::serve(tcp, app.layer(LingerLayer::new())).into_future())
             }
             Wiring::ListenerOnly => tokio::spawn(axum::serve(tcp, app).into_future()),
+            Wiring::EmptyLayer => tokio::spawn(
+                axum::serve(
+                    tcp.into_inner(),
+                    app.layer(tower::layer::util::Identity::new()),
+                )
+                .into_future(),
+            ),
         };
         exiting.recv().await;
         // Let the answer to `/exit` leave.

@@ -147,8 +147,8 @@ impl LingerListener<tokio::net::TcpListener> {
     ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi")))
     ///     },
     /// ));
-    /// let conn = http1::Builder::new()
-    ///     .serve_connection(TokioIo::new(io), hyper_util::service::TowerToHyperService::new(svc));
+    /// // The middleware is hyper's service as it is.
+    /// let conn = http1::Builder::new().serve_connection(TokioIo::new(io), svc);
     /// conn.await.ok();
     /// # Ok::<_, std::io::Error>(())
     /// # };
@@ -201,36 +201,42 @@ where
     /// the listening socket, so later connects are refused rather than
     /// queued and reset.
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let state = &self.state;
+        let state = self.state.clone();
         state
             .axum_accepts
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let (io, addr) = {
-            let mut stop = std::pin::pin!(state.stop_accepting.cancelled());
-            let mut accepted = std::pin::pin!(self.inner.accept());
-            std::future::poll_fn(|cx| {
-                if state.accept_closed.is_cancelled() {
-                    // Pending for good; axum's accept loop ends on its signal.
-                    return std::task::Poll::Pending;
-                }
-                let stopping = stop.as_mut().poll(cx).is_ready();
-                let accepted = accepted.as_mut().poll(cx);
-                if stopping && accepted.is_pending() {
-                    // The queue is empty: nothing waits to be served.
-                    state.accept_closed.cancel();
-                }
-                accepted
-            })
-            .await
-        };
-        if self.nodelay {
-            set_nodelay(&io);
-        }
-        (self.wrap(io), addr)
+        let mut stop = std::pin::pin!(state.stop_accepting.cancelled());
+        let mut accepted = std::pin::pin!(self.accept_next());
+        std::future::poll_fn(|cx| {
+            if state.accept_closed.is_cancelled() {
+                // Pending for good; axum's accept loop ends on its signal.
+                return std::task::Poll::Pending;
+            }
+            let stopping = stop.as_mut().poll(cx).is_ready();
+            let accepted = accepted.as_mut().poll(cx);
+            if stopping && accepted.is_pending() {
+                // The queue is empty: nothing waits to be served.
+                state.accept_closed.cancel();
+            }
+            accepted
+        })
+        .await
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<L: axum::serve::Listener> LingerListener<L> {
+    /// The next connection of the inner listener, wrapped.
+    pub(crate) async fn accept_next(&mut self) -> (LingerIo<L::Io>, L::Addr) {
+        let (io, addr) = self.inner.accept().await;
+        if self.nodelay {
+            set_nodelay(&io);
+        }
+        (self.wrap(io), addr)
     }
 }
 

@@ -7,10 +7,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use axum::body::Body;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::middleware::body::AxumBodies;
+use crate::middleware::body::{AxumBodies, LingerBody};
+use crate::middleware::future::{Check, ResponseFuture};
 use crate::middleware::service::Linger;
 use crate::state::connection::AsConnectionHandle;
 
@@ -73,5 +76,40 @@ where
     fn call(&mut self, stream: axum::serve::IncomingStream<'a, L>) -> Self::Future {
         let template = self.for_connection(stream.io().connection_handle());
         MakeServiceFuture::new(self.get_mut().call(stream), template)
+    }
+}
+
+/// The middleware around one connection of a whole axum app: the app gets
+/// axum's `Body`, the request unmoved, its body swapped where it lies when
+/// it is tracked.
+impl<S, ResBody> Service<Request<Body>> for Linger<S, AxumBodies>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, Body>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.get_mut().poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let check = self.check(&req);
+        if let Check::Body(tracked) = &check {
+            let body = std::mem::take(req.body_mut());
+            *req.body_mut() = Body::new(LingerBody::tracked(
+                body,
+                tracked.slot.clone(),
+                tracked.ticket,
+            ));
+        }
+        ResponseFuture {
+            check,
+            rescuing: None,
+            inner: self.get_mut().call(req),
+        }
     }
 }

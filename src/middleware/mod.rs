@@ -4,6 +4,7 @@
 //! - `service`: [`Linger`], per request and, with axum, per connection
 //!   (as the make-service `axum::serve` takes);
 //! - `future`: its response future;
+//! - `hyper`: the middleware as hyper's own service;
 //! - `make_service`: the middleware as axum's make-service, and its future;
 //! - `body`: [`LingerBody`], which tells whether the handler read the
 //!   request body to its end;
@@ -12,6 +13,8 @@
 
 pub(crate) mod body;
 pub(crate) mod future;
+#[cfg(feature = "hyper")]
+pub(crate) mod hyper;
 pub(crate) mod layer;
 #[cfg(feature = "axum")]
 pub(crate) mod make_service;

@@ -23,17 +23,11 @@ impl Rescue {
         budget: Duration::from_millis(50),
     };
 
-    /// Starts discarding `body` while `response` waits, if the body's known
-    /// remainder is within the bound.
-    pub(crate) fn start<O, B: Body>(self, response: O, body: B) -> Result<Rescuing<O, B>, O> {
-        match body.size_hint().upper() {
-            Some(remaining) if remaining <= self.max_bytes => Ok(Rescuing {
-                response,
-                body,
-                budget: Box::pin(tokio::time::sleep(self.budget)),
-            }),
-            _ => Err(response),
-        }
+    /// Whether `body`'s known remainder is within the bound.
+    pub(crate) fn fits<B: Body>(self, body: &B) -> bool {
+        body.size_hint()
+            .upper()
+            .is_some_and(|remaining| remaining <= self.max_bytes)
     }
 }
 
@@ -42,6 +36,17 @@ pub(crate) struct Rescuing<O, B> {
     pub(crate) response: O,
     body: B,
     budget: Pin<Box<Sleep>>,
+}
+
+impl<O, B> Rescuing<O, B> {
+    /// Holds `response` while `body` is discarded, for at most `budget`.
+    pub(crate) fn new(response: O, body: B, budget: Duration) -> Self {
+        Self {
+            response,
+            body,
+            budget: Box::pin(tokio::time::sleep(budget)),
+        }
+    }
 }
 
 impl<O, B: Body + Unpin> Rescuing<O, B> {

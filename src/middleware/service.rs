@@ -10,9 +10,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Version};
 use tower_service::Service;
 
-use crate::middleware::body::{InnerBody, LingerBodies, LingerBody};
-use crate::middleware::future::{ResponseFuture, Tracked};
+use crate::middleware::body::{LingerBodies, LingerBody, SlotRef};
+use crate::middleware::future::{Check, ResponseFuture, TrackedBody};
 use crate::middleware::rescue::Rescue;
+use crate::state::body::BodySlot;
 use crate::state::connection::ConnectionHandle;
 use crate::state::current::{self, Lookup};
 
@@ -48,8 +49,7 @@ use crate::state::current::{self, Lookup};
 /// # Where the handle comes from
 ///
 /// - Around the whole app, as axum's make-service
-///   ([`linger::serve`](crate::serve()), or
-///   `axum::serve(listener, LingerLayer::new().layer(app))`, with `app` a
+///   (`axum::serve(listener, LingerLayer::new().layer(app))`, with `app` a
 ///   `Router` or any axum make-service,
 ///   `into_make_service_with_connect_info` included): from each
 ///   connection's IO, through [`AsConnectionHandle`] (a
@@ -64,7 +64,13 @@ use crate::state::current::{self, Lookup};
 ///   several connections at once, it finds none rather than a wrong one,
 ///   and then looks for a [`ConnectionHandle`] request extension or axum's
 ///   `ConnectInfo<LingerConnectInfo>`.
-/// - In a hand-written hyper loop: [`LingerLayer::with_handle`](crate::LingerLayer::with_handle).
+/// - Served by [`linger::serve`](crate::serve()) or
+///   [`LingerListener::serve_with`](crate::LingerListener::serve_with), and
+///   in a hand-written hyper loop
+///   ([`LingerLayer::with_handle`](crate::LingerLayer::with_handle)): the
+///   connection's own, given. With the `hyper` feature the middleware is
+///   hyper's service too (over hyper's `Incoming` body), so a hand-written
+///   loop hands it to hyper as it is.
 ///
 /// Without a handle the unread-body rule still applies and the
 /// [`LingerIo`](crate::LingerIo) decides on its own from what it saw, but a
@@ -76,9 +82,11 @@ use crate::state::current::{self, Lookup};
 /// # The inner service's request body
 ///
 /// The inner service receives `Request<LingerBody<B>>` for a request body
-/// `B` (hyper's `Incoming`, say). Served as axum's make-service, the app
-/// receives axum's own `Body` instead, untouched when the middleware does
-/// not track it, so that a request without a body costs no allocation. The
+/// `B` (hyper's `Incoming`, say). Served as axum's make-service, or by
+/// [`linger::serve`](crate::serve()), the app receives axum's own `Body`
+/// instead, untouched when the middleware does not track it (or, from
+/// `linger::serve`, hyper's body in the box axum makes anyway), so that a
+/// request without a body costs no allocation of the middleware's. The
 /// second type parameter records which of the two; the constructors choose
 /// it, and no user names it.
 ///
@@ -106,16 +114,19 @@ impl<S> Linger<S> {
     }
 }
 
-impl<S> Linger<S> {
+impl<S, W> Linger<S, W> {
     /// The middleware with the default settings, for the connection of
     /// `handle`.
-    #[cfg(feature = "axum-server")]
+    #[cfg(any(feature = "axum", feature = "axum-server"))]
     pub(crate) fn for_handle(inner: S, handle: ConnectionHandle) -> Self {
-        Self::with_parts(inner, Some(handle), Some(Rescue::DEFAULT), &Arc::default())
+        Self {
+            inner,
+            conn: Conn::Known(handle),
+            rescue: Some(Rescue::DEFAULT),
+            bodies: PhantomData,
+        }
     }
-}
 
-impl<S, W> Linger<S, W> {
     pub(crate) fn with_parts(
         inner: S,
         handle: Option<ConnectionHandle>,
@@ -207,11 +218,10 @@ impl<S: fmt::Debug, W> fmt::Debug for Linger<S, W> {
     }
 }
 
-impl<S, W, ReqBody, ResBody> Service<Request<ReqBody>> for Linger<S, W>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Linger<S, LingerBodies>
 where
-    W: InnerBody<ReqBody>,
-    S: Service<Request<W::Body>, Response = Response<ResBody>>,
-    ReqBody: http_body::Body + Unpin,
+    S: Service<Request<LingerBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body + Unpin + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -224,36 +234,61 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let check = self.check(&req);
+        let req = req.map(|body| match &check {
+            Check::Body(tracked) => LingerBody::tracked(body, tracked.slot.clone(), tracked.ticket),
+            Check::Nothing | Check::Connection(_) => LingerBody::untracked(body),
+        });
+        ResponseFuture {
+            check,
+            rescuing: None,
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+impl<S, W> Linger<S, W> {
+    /// What the response to `req` will need checked; a body to track gets
+    /// its ticket.
+    #[inline(always)]
+    pub(crate) fn check<B: http_body::Body>(&self, req: &Request<B>) -> Check {
         if req.version() >= Version::HTTP_2 {
-            return ResponseFuture::new(self.inner.call(W::untracked_request(req)), None);
+            return Check::Nothing;
         }
         let handle = match &self.conn {
             Conn::Known(handle) => Some(handle.clone()),
             Conn::Unknown(warned) => find_handle(req.extensions(), warned),
         };
         if req.body().is_end_stream() {
-            // Nothing to track (a GET, say): the request goes on as it is,
-            // and only a marked connection can change the response.
-            let tracked = handle.map(|handle| Tracked {
-                tracker: None,
-                handle: Some(handle),
-            });
-            return ResponseFuture::new(self.inner.call(W::untracked_request(req)), tracked);
+            // Nothing to track (a GET, say): only a marked connection can
+            // change the response.
+            return match handle {
+                Some(handle) => Check::Connection(handle),
+                None => Check::Nothing,
+            };
         }
-        let (parts, body) = req.into_parts();
-        // HTTP/1.0 only: a header lookup on every request with a body would
-        // cost more than the rare rescue it saves (a 1.1 request that says
-        // `Connection: close` and whose body goes unread).
-        let ends = parts.version <= Version::HTTP_10;
-        let (body, tracker) = LingerBody::track(body, self.rescue, ends);
-        let tracked = Tracked {
-            tracker: Some(tracker),
-            handle,
+        self.track(handle, req.version())
+    }
+
+    /// [`check`](Self::check) for a request with a body to track.
+    #[inline(never)]
+    fn track(&self, handle: Option<ConnectionHandle>, version: Version) -> Check {
+        // The connection's slot tracks the body; one of its own where the
+        // connection is unknown.
+        let slot = match handle {
+            Some(handle) => SlotRef::Connection(handle),
+            None => SlotRef::Request(Arc::new(BodySlot::new())),
         };
-        let inner = self
-            .inner
-            .call(Request::from_parts(parts, W::tracked(body)));
-        ResponseFuture::new(inner, Some(tracked))
+        let ticket = slot.get().begin();
+        Check::Body(TrackedBody {
+            slot,
+            ticket,
+            rescue: self.rescue,
+            // HTTP/1.0 only: a header lookup on every request with a body
+            // would cost more than the rare rescue it saves (a 1.1 request
+            // that says `Connection: close` and whose body goes unread).
+            request_ends: version <= Version::HTTP_10,
+        })
     }
 }
 
@@ -261,6 +296,7 @@ where
 /// task reads (a `LingerIo` records it, see `state::current`), else one the
 /// request carries as an extension or in axum's connect-info. Warns once,
 /// through `warned`, where the server's connections are not `LingerIo`s.
+#[inline(never)]
 fn find_handle(extensions: &http::Extensions, warned: &AtomicBool) -> Option<ConnectionHandle> {
     let lookup = current::lookup();
     if let Lookup::Found(handle) = lookup {

@@ -1,34 +1,52 @@
 //! [`serve`](crate::serve()): an axum app served with lingering close, in
 //! one call.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::task::{Context, Poll};
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tower_service::Service;
 
+use crate::io::LingerIo;
 use crate::listener::LingerListener;
+use crate::middleware::body::AxumBodies;
 use crate::middleware::service::Linger;
+use crate::serve::run::{self, Accept, Connection};
 use crate::serve::ServeFuture;
+use crate::state::{LingerConnectInfo, LingerShutdown};
 
-/// Serves an axum app with lingering close: [`LingerLayer`] applied around
-/// the whole app, on the connections of a [`LingerListener`].
+/// Serves an axum app with lingering close: the [`Linger`] middleware
+/// around the whole app, on the connections of a [`LingerListener`].
 ///
 /// `listener` is a [`LingerListener`], tokio's `TcpListener` or
 /// `UnixListener` (wrapped with the default [`LingerConfig`]), or an
-/// address to bind (with [`LingerListener::bind`]). `app` is what
-/// `axum::serve` takes: a `Router`, or a make-service such as
-/// `router.into_make_service_with_connect_info::<LingerConnectInfo>()`.
+/// address to bind (with [`LingerListener::bind`]). `app` is a `Router`, or
+/// any tower service over axum's `Request` that answers with axum's
+/// `Response` (a `Router` in tower layers, a `MethodRouter`, a handler's
+/// service), cloned for each request as `axum::serve` clones it. A
+/// `Router`'s handlers are turned into routes once, as `axum::serve` does
+/// for each connection; call `.with_state(())` on a `Router` before you wrap
+/// it in tower layers, or each request does that work again.
+/// [`with_connect_info`](Serve::with_connect_info) gives handlers the
+/// peer's address.
+///
+/// It serves as `axum::serve` does (hyper-util's HTTP/1 and HTTP/2 server,
+/// upgrades and HTTP/2's extended CONNECT on, no timer), with the
+/// middleware as hyper's service for each connection: the request body is
+/// boxed once, as axum boxes it, whether the middleware tracks it or not.
 ///
 /// Await it to serve until an error; [`with_graceful_shutdown`] stops on a
 /// signal and returns once every connection, and every linger, has ended.
 ///
-/// [`LingerLayer`]: crate::LingerLayer
 /// [`LingerConfig`]: crate::LingerConfig
 /// [`with_graceful_shutdown`]: Serve::with_graceful_shutdown
 ///
@@ -48,7 +66,7 @@ use crate::serve::ServeFuture;
 /// # Ok::<_, std::io::Error>(())
 /// # };
 /// ```
-pub fn serve<A, M>(listener: A, app: M) -> Serve<A, M>
+pub fn serve<A, S>(listener: A, app: S) -> Serve<A, S>
 where
     A: IntoLingerListener,
 {
@@ -56,6 +74,7 @@ where
         listener,
         app,
         tcp_nodelay: None,
+        connect_info: false,
     }
 }
 
@@ -128,13 +147,14 @@ bind_address!(
 /// The server [`serve`](crate::serve()) returns: await it, or call
 /// [`with_graceful_shutdown`](Self::with_graceful_shutdown).
 #[must_use = "a server does nothing until it is awaited"]
-pub struct Serve<A, M> {
+pub struct Serve<A, S> {
     listener: A,
-    app: M,
+    app: S,
     tcp_nodelay: Option<bool>,
+    connect_info: bool,
 }
 
-impl<A, M> Serve<A, M> {
+impl<A, S> Serve<A, S> {
     /// Sets `TCP_NODELAY` on every accepted TCP connection, as
     /// [`LingerListener::with_tcp_nodelay`] does.
     pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
@@ -142,17 +162,44 @@ impl<A, M> Serve<A, M> {
         self
     }
 
+    /// Gives every request axum's `ConnectInfo<LingerConnectInfo<Addr>>`
+    /// extension: the peer's address (a `SocketAddr` over TCP) and the
+    /// connection's handle. axum's own `ConnectInfo<SocketAddr>` cannot
+    /// work through a custom listener.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use axum::{extract::ConnectInfo, routing::get, Router};
+    /// use linger::LingerConnectInfo;
+    ///
+    /// async fn whoami(ConnectInfo(info): ConnectInfo<LingerConnectInfo>) -> String {
+    ///     info.remote_addr().to_string()
+    /// }
+    ///
+    /// # async {
+    /// let app = Router::new().route("/", get(whoami));
+    /// linger::serve("127.0.0.1:3000", app).with_connect_info().await?;
+    /// # Ok::<_, std::io::Error>(())
+    /// # };
+    /// ```
+    pub fn with_connect_info(mut self) -> Self {
+        self.connect_info = true;
+        self
+    }
+
     /// Stops on `signal`, and returns once every connection has ended and
     /// every linger with it.
     ///
-    /// On the signal it runs [`LingerShutdown::on`](crate::LingerShutdown::on)'s
-    /// sequence: every linger is cut to the short deadline (2 s by default),
-    /// every response says `Connection: close`, connections made meanwhile
-    /// are still accepted and answered, then the listening socket closes
-    /// (later connects are refused, not reset) and axum's graceful shutdown
-    /// waits for the connections. Last it waits for the closes left to
-    /// tasks of their own ([`LingerShutdown::wait`](crate::LingerShutdown::wait)).
-    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<A, M, F>
+    /// On the signal: every linger is cut to the short deadline (2 s by
+    /// default) and every response says `Connection: close`; connections
+    /// made meanwhile are still accepted and answered until the lingers
+    /// that run on tasks of their own have ended; then the listening socket
+    /// closes (later connects are refused, not reset), every connection is
+    /// told to finish (hyper's graceful shutdown) and waited for, and last
+    /// the closes left to tasks of their own
+    /// ([`LingerShutdown::wait`](crate::LingerShutdown::wait)).
+    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<A, S, F>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -165,81 +212,146 @@ impl<A, M> Serve<A, M> {
 
 /// [`Serve`] with a graceful shutdown: await it.
 #[must_use = "a server does nothing until it is awaited"]
-pub struct WithGracefulShutdown<A, M, F> {
-    serve: Serve<A, M>,
+pub struct WithGracefulShutdown<A, S, F> {
+    serve: Serve<A, S>,
     signal: F,
 }
 
-impl<A, M> Serve<A, M>
+impl<A, S> IntoFuture for Serve<A, S>
 where
     A: IntoLingerListener,
-{
-    async fn listener(self) -> io::Result<(LingerListener<A::Listener>, M)> {
-        let mut listener = self.listener.into_linger_listener().await?;
-        if let Some(nodelay) = self.tcp_nodelay {
-            listener = listener.with_tcp_nodelay(nodelay);
-        }
-        Ok((listener, self.app))
-    }
-}
-
-impl<A, M, S> IntoFuture for Serve<A, M>
-where
-    A: IntoLingerListener,
-    <A::Listener as Listener>::Addr: fmt::Debug,
-    M: for<'a> Service<
-            IncomingStream<'a, LingerListener<A::Listener>>,
-            Error = Infallible,
-            Response = S,
-        > + Send
-        + 'static,
-    for<'a> <M as Service<IncomingStream<'a, LingerListener<A::Listener>>>>::Future: Send,
+    <A::Listener as Listener>::Addr: Clone + Send + Sync + 'static,
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
 {
     type Output = io::Result<()>;
     type IntoFuture = ServeFuture;
 
     fn into_future(self) -> Self::IntoFuture {
-        ServeFuture::new(async move {
-            let (listener, app) = self.listener().await?;
-            axum::serve(listener, Linger::new(app)).await
-        })
+        ServeFuture::new(self.run(std::future::pending()))
     }
 }
 
-impl<A, M, S, F> IntoFuture for WithGracefulShutdown<A, M, F>
+impl<A, S, F> IntoFuture for WithGracefulShutdown<A, S, F>
 where
     A: IntoLingerListener,
-    <A::Listener as Listener>::Addr: fmt::Debug,
-    M: for<'a> Service<
-            IncomingStream<'a, LingerListener<A::Listener>>,
-            Error = Infallible,
-            Response = S,
-        > + Send
-        + 'static,
-    for<'a> <M as Service<IncomingStream<'a, LingerListener<A::Listener>>>>::Future: Send,
+    <A::Listener as Listener>::Addr: Clone + Send + Sync + 'static,
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     type Output = io::Result<()>;
     type IntoFuture = ServeFuture;
 
     fn into_future(self) -> Self::IntoFuture {
-        ServeFuture::new(async move {
-            let (listener, app) = self.serve.listener().await?;
-            let shutdown = listener.shutdown_handle();
-            axum::serve(listener, Linger::new(app))
-                .with_graceful_shutdown(shutdown.on(self.signal))
-                .await?;
-            shutdown.wait().await;
-            Ok(())
-        })
+        ServeFuture::new(self.serve.run(self.signal))
     }
 }
 
-impl<A: fmt::Debug, M, F> fmt::Debug for WithGracefulShutdown<A, M, F> {
+impl<A, S> Serve<A, S>
+where
+    A: IntoLingerListener,
+    <A::Listener as Listener>::Addr: Clone + Send + Sync + 'static,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Binds if need be, then runs the accept loop until `signal`.
+    async fn run(self, signal: impl Future<Output = ()> + Send) -> io::Result<()> {
+        let mut listener = self.listener.into_linger_listener().await?;
+        if let Some(nodelay) = self.tcp_nodelay {
+            listener = listener.with_tcp_nodelay(nodelay);
+        }
+        let (app, connect_info) = (routes_once(self.app), self.connect_info);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // As axum's: HTTP/2 WebSockets need the extended CONNECT.
+        builder.http2().enable_connect_protocol();
+        let connection = move |io: LingerIo<_>, addr| -> std::pin::Pin<Box<dyn Connection>> {
+            let handle = io.handle().clone();
+            let io = TokioIo::new(io);
+            if connect_info {
+                let info = ConnectInfo(LingerConnectInfo::new(addr, handle.clone()));
+                let app = WithConnectInfo {
+                    app: app.clone(),
+                    info,
+                };
+                let service = Linger::<_, AxumBodies>::for_handle(app, handle);
+                Box::pin(
+                    builder
+                        .serve_connection_with_upgrades(io, service)
+                        .into_owned(),
+                )
+            } else {
+                let service = Linger::<_, AxumBodies>::for_handle(app.clone(), handle);
+                Box::pin(
+                    builder
+                        .serve_connection_with_upgrades(io, service)
+                        .into_owned(),
+                )
+            }
+        };
+        run::run(AxumAccept(listener), connection, signal).await
+    }
+}
+
+/// `app` with a `Router`'s handlers turned into routes now, once, as
+/// `axum::serve`'s make-service does for each connection (a `Router` called
+/// as it is turns a handler into a route on every request).
+fn routes_once<S: 'static>(app: S) -> S {
+    let app: Box<dyn Any> = Box::new(app);
+    let app = match app.downcast::<axum::Router>() {
+        Ok(router) => Box::new(router.with_state::<()>(())) as Box<dyn Any>,
+        Err(app) => app,
+    };
+    *app.downcast::<S>().expect("a Router stays a Router")
+}
+
+/// The axum listener's accept, for the accept loop (which shuts down
+/// itself, without the listener's gate for `axum::serve`).
+struct AxumAccept<L>(LingerListener<L>);
+
+impl<L: Listener> Accept for AxumAccept<L> {
+    type Io = L::Io;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> io::Result<(LingerIo<L::Io>, L::Addr)> {
+        Ok(self.0.accept_next().await)
+    }
+
+    fn shutdown_handle(&self) -> LingerShutdown {
+        self.0.shutdown_handle()
+    }
+}
+
+/// The app of one connection, with the connect-info extension on every
+/// request.
+#[derive(Clone)]
+struct WithConnectInfo<S, A> {
+    app: S,
+    info: ConnectInfo<LingerConnectInfo<A>>,
+}
+
+impl<S, A> Service<Request> for WithConnectInfo<S, A>
+where
+    S: Service<Request>,
+    A: Clone + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.app.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        req.extensions_mut().insert(self.info.clone());
+        self.app.call(req)
+    }
+}
+
+impl<A: fmt::Debug, S, F> fmt::Debug for WithGracefulShutdown<A, S, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WithGracefulShutdown")
             .field("serve", &self.serve)
@@ -247,11 +359,12 @@ impl<A: fmt::Debug, M, F> fmt::Debug for WithGracefulShutdown<A, M, F> {
     }
 }
 
-impl<A: fmt::Debug, M> fmt::Debug for Serve<A, M> {
+impl<A: fmt::Debug, S> fmt::Debug for Serve<A, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
             .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("connect_info", &self.connect_info)
             .finish_non_exhaustive()
     }
 }

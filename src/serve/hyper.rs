@@ -1,21 +1,17 @@
 //! [`LingerListener::serve_with`]: the accept loop of a hyper server, with
 //! lingering close and a graceful shutdown in the right order.
 
-use std::error::Error as StdError;
 use std::fmt;
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{Future, IntoFuture};
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -24,12 +20,11 @@ use crate::listener::LingerListener;
 use crate::middleware::body::LingerBody;
 use crate::middleware::layer::LingerLayer;
 use crate::middleware::service::Linger;
+use crate::serve::run::{self, Accept, BoxError, Connection};
 use crate::serve::ServeFuture;
+use crate::state::LingerShutdown;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
 type Io = TokioIo<LingerIo<TcpStream>>;
-/// A connection's service as hyper takes it: the user's, in the middleware.
-type Hyper<S> = TowerToHyperService<Linger<S>>;
 
 /// A connection builder [`LingerListener::serve_with`] serves with:
 /// hyper-util's `auto::Builder<TokioExecutor>` (HTTP/1 and HTTP/2, chosen
@@ -38,19 +33,15 @@ type Hyper<S> = TowerToHyperService<Linger<S>>;
 pub trait ConnectionBuilder: sealed::Sealed + Clone + Send + Sync + 'static {
     /// Serves one connection.
     #[doc(hidden)]
-    fn serve_io<S: ConnectionService>(&self, io: Io, service: Hyper<S>)
-        -> Pin<Box<dyn Connection>>;
+    fn serve_io<S: ConnectionService>(
+        &self,
+        io: Io,
+        service: Linger<S>,
+    ) -> Pin<Box<dyn Connection>>;
 }
 
 mod sealed {
     pub trait Sealed {}
-}
-
-/// A connection being served, whichever builder made it.
-#[doc(hidden)]
-pub trait Connection: Send {
-    fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>;
-    fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
 impl sealed::Sealed for auto::Builder<TokioExecutor> {}
@@ -58,7 +49,7 @@ impl ConnectionBuilder for auto::Builder<TokioExecutor> {
     fn serve_io<S: ConnectionService>(
         &self,
         io: Io,
-        service: Hyper<S>,
+        service: Linger<S>,
     ) -> Pin<Box<dyn Connection>> {
         Box::pin(
             self.serve_connection_with_upgrades(io, service)
@@ -67,31 +58,19 @@ impl ConnectionBuilder for auto::Builder<TokioExecutor> {
     }
 }
 
-impl<S: ConnectionService> Connection
-    for auto::UpgradeableConnection<'static, Io, Hyper<S>, TokioExecutor>
-{
-    fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.poll(cx)
-    }
-
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        auto::UpgradeableConnection::graceful_shutdown(self);
-    }
-}
-
 impl sealed::Sealed for hyper::server::conn::http1::Builder {}
 impl ConnectionBuilder for hyper::server::conn::http1::Builder {
     fn serve_io<S: ConnectionService>(
         &self,
         io: Io,
-        service: Hyper<S>,
+        service: Linger<S>,
     ) -> Pin<Box<dyn Connection>> {
         Box::pin(self.serve_connection(io, service).with_upgrades())
     }
 }
 
 impl<S: ConnectionService> Connection
-    for hyper::server::conn::http1::UpgradeableConnection<Io, Hyper<S>>
+    for hyper::server::conn::http1::UpgradeableConnection<Io, Linger<S>>
 {
     fn poll_serve(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.poll(cx).map_err(Into::into)
@@ -256,112 +235,28 @@ where
         builder,
         service,
     } = serve;
-    let lingers = listener.shutdown_handle();
-    let mut connections = Connections {
-        builder,
-        service,
-        stop: watch::channel(()),
-        done: watch::channel(()),
+    let connection = move |io: LingerIo<TcpStream>, _peer| {
+        let service = LingerLayer::with_handle(io.handle().clone()).layer(service.clone());
+        builder.serve_io(TokioIo::new(io), service)
     };
-    accept_until(&listener, &mut connections, Box::pin(signal)).await;
-    lingers.begin();
-    accept_until(
-        &listener,
-        &mut connections,
-        Box::pin(lingers.wait_detached()),
-    )
-    .await;
-    // Whatever is queued is answered; then the socket closes.
-    loop {
-        let mut accept = pin!(listener.accept());
-        match poll_fn(|cx| Poll::Ready(accept.as_mut().poll(cx))).await {
-            Poll::Ready(Ok((io, _))) => connections.serve(io),
-            _ => break,
-        }
-    }
-    drop(listener);
-    connections.finish().await;
-    lingers.wait().await;
-    Ok(())
+    run::run(TcpAccept(listener), connection, signal).await
 }
 
-/// Accepts and serves connections until `until` resolves.
-async fn accept_until<C, S>(
-    listener: &LingerListener<TcpListener>,
-    connections: &mut Connections<C, S>,
-    until: Pin<Box<dyn Future<Output = ()> + Send + '_>>,
-) where
-    C: ConnectionBuilder,
-    S: ConnectionService,
-{
-    let mut until = until;
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut until => return,
-            accepted = listener.accept() => match accepted {
-                Ok((io, _peer)) => connections.serve(io),
-                Err(e) => {
-                    tracing::warn!("linger: accept failed: {e}");
-                    tokio::select! {
-                        () = &mut until => return,
-                        () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    }
-                }
-            },
-        }
-    }
-}
+/// [`LingerListener::accept`], for the accept loop.
+struct TcpAccept(LingerListener<TcpListener>);
 
-/// The connections being served: how to serve one, how to tell them all
-/// to finish, and how to wait for them.
-struct Connections<C, S> {
-    builder: C,
-    service: S,
-    /// Sent once, when every connection is to finish.
-    stop: (watch::Sender<()>, watch::Receiver<()>),
-    /// Each connection's task holds a receiver until it ends.
-    done: (watch::Sender<()>, watch::Receiver<()>),
-}
+impl Accept for TcpAccept {
+    type Io = TcpStream;
+    type Addr = std::net::SocketAddr;
 
-impl<C, S> Connections<C, S>
-where
-    C: ConnectionBuilder,
-    S: ConnectionService,
-{
-    fn serve(&self, io: LingerIo<TcpStream>) {
-        let service = LingerLayer::with_handle(io.handle().clone()).layer(self.service.clone());
-        let mut conn = self
-            .builder
-            .serve_io(TokioIo::new(io), TowerToHyperService::new(service));
-        let mut stop = self.stop.1.clone();
-        let done = self.done.1.clone();
-        tokio::spawn(async move {
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    result = poll_fn(|cx| conn.as_mut().poll_serve(cx)) => {
-                        if let Err(e) = result {
-                            tracing::debug!("linger: connection ended: {e}");
-                        }
-                        break;
-                    }
-                    _ = stop.changed(), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-            drop(done);
-        });
+    fn accept(
+        &mut self,
+    ) -> impl Future<Output = io::Result<(LingerIo<TcpStream>, Self::Addr)>> + Send {
+        self.0.accept()
     }
 
-    /// Tells every connection to finish, and waits until all have.
-    async fn finish(self) {
-        let Self { stop, done, .. } = self;
-        stop.0.send_replace(());
-        drop(done.1);
-        done.0.closed().await;
+    fn shutdown_handle(&self) -> LingerShutdown {
+        self.0.shutdown_handle()
     }
 }
 

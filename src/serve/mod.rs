@@ -10,6 +10,8 @@
 pub(crate) mod axum;
 #[cfg(feature = "hyper")]
 pub(crate) mod hyper;
+#[cfg(feature = "hyper")]
+mod run;
 
 use std::fmt;
 use std::future::Future;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::state::body::BodySlot;
 use crate::state::config::LingerConfig;
 use crate::state::group::Group;
 use crate::state::stats::LingerStats;
@@ -20,6 +21,8 @@ const SHARED_TASK: u8 = 8;
 struct Conn {
     flags: AtomicU8,
     listener: Arc<Group>,
+    /// The request body the middleware tracks on this connection.
+    body: BodySlot,
 }
 
 /// A handle to one connection, shared by its [`LingerIo`](crate::LingerIo)
@@ -52,6 +55,7 @@ impl ConnectionHandle {
             conn: Arc::new(Conn {
                 flags: AtomicU8::new(0),
                 listener,
+                body: BodySlot::new(),
             }),
         }
     }
@@ -103,14 +107,30 @@ impl ConnectionHandle {
         self.conn.listener.counters.snapshot()
     }
 
+    /// Whether the response in progress ends the connection, as far as the
+    /// connection knows: it was marked closing, or its listener's shutdown
+    /// has begun.
+    #[inline]
+    pub(crate) fn ends_after_response(&self) -> bool {
+        self.is_closing() || self.is_shutting_down()
+    }
+
+    /// The slot that tracks this connection's request bodies.
+    #[inline]
+    pub(crate) fn body(&self) -> &BodySlot {
+        &self.conn.body
+    }
+
     pub(crate) fn listener(&self) -> &Arc<Group> {
         &self.conn.listener
     }
 
-    /// Whether `other` is a handle to the same connection.
+    /// The address of the connection's shared state: equal for two handles
+    /// exactly when they are handles to the same connection, while either
+    /// lives.
     #[inline]
-    pub(crate) fn same_connection(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.conn, &other.conn)
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.conn) as usize
     }
 
     pub(crate) fn mark_ended(&self) {

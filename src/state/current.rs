@@ -42,6 +42,10 @@ thread_local! {
             seen: Cell::new(false),
         }
     };
+    /// The address of the connection in [`SLOT`] (0: none), apart from it
+    /// so that the check every read makes is one load: a type without a
+    /// destructor needs no registration check on access.
+    static HELD: Cell<usize> = const { Cell::new(0) };
 }
 
 /// What a lookup found.
@@ -58,8 +62,24 @@ pub(crate) enum Lookup {
 
 /// Records that the running task read input from the connection of
 /// `handle` (called when a read returned bytes: a request is on its way).
+///
+/// A read from the connection the slot already holds changes nothing: one
+/// load and a compare. The slot holds a clone of the handle, so no other
+/// connection can have its address meanwhile. Were the same connection
+/// read by another task (its IO moved after an upgrade), the slot would
+/// keep the first task's id: lookups from the other task find none, never
+/// a wrong one.
 #[inline]
 pub(crate) fn enter(handle: &ConnectionHandle) {
+    if HELD.with(Cell::get) != handle.addr() {
+        enter_other(handle);
+    }
+}
+
+/// [`enter`] for a connection the slot does not hold.
+#[cold]
+#[inline(never)]
+fn enter_other(handle: &ConnectionHandle) {
     let Some(task) = tokio::task::try_id() else {
         return;
     };
@@ -68,34 +88,29 @@ pub(crate) fn enter(handle: &ConnectionHandle) {
             return;
         };
         match current.as_ref() {
-            Some((held_by, held)) if *held_by == task => {
-                if held.same_connection(handle) {
-                    return;
-                }
-                // One task reading two open connections: neither can be
-                // told apart from the other by task.
-                if !held.is_ended() {
-                    held.mark_shared_task();
-                    handle.mark_shared_task();
-                }
+            // One task reading two open connections: neither can be told
+            // apart from the other by task.
+            Some((held_by, held)) if *held_by == task && !held.is_ended() => {
+                held.mark_shared_task();
+                handle.mark_shared_task();
             }
             _ => {}
         }
         slot.seen.set(true);
         *current = Some((task, handle.clone()));
+        HELD.with(|held| held.set(handle.addr()));
     });
 }
 
 /// Forgets `handle` if this thread's slot holds it (its connection ended).
 pub(crate) fn leave(handle: &ConnectionHandle) {
+    if HELD.with(Cell::get) != handle.addr() {
+        return;
+    }
     let _ = SLOT.try_with(|slot| {
         if let Ok(mut current) = slot.current.try_borrow_mut() {
-            if current
-                .as_ref()
-                .is_some_and(|(_, h)| h.same_connection(handle))
-            {
-                *current = None;
-            }
+            *current = None;
+            HELD.with(|held| held.set(0));
         }
     });
 }
@@ -194,17 +209,17 @@ mod tests {
         let (ta, tb) = (a.clone(), b.clone());
         let reader_a = tokio::spawn(async move {
             enter(&ta);
-            let before = found(lookup()).is_some_and(|h| h.same_connection(&ta));
+            let before = found(lookup()).is_some_and(|h| h.addr() == ta.addr());
             tokio::task::yield_now().await;
             // Task B read its connection in between, on this thread: not
             // B's, and none until A reads again.
             let between = found(lookup()).is_none();
             enter(&ta);
-            before && between && found(lookup()).is_some_and(|h| h.same_connection(&ta))
+            before && between && found(lookup()).is_some_and(|h| h.addr() == ta.addr())
         });
         let reader_b = tokio::spawn(async move {
             enter(&tb);
-            found(lookup()).is_some_and(|h| h.same_connection(&tb))
+            found(lookup()).is_some_and(|h| h.addr() == tb.addr())
         });
         let worker = tokio::spawn(async { found(lookup()).is_none() });
         assert!(reader_b.await.unwrap(), "task B found its own");
@@ -243,7 +258,7 @@ mod tests {
             a.mark_ended();
             leave(&a);
             enter(&b);
-            found(lookup()).is_some_and(|h| h.same_connection(&b)) && !a.shares_task()
+            found(lookup()).is_some_and(|h| h.addr() == b.addr()) && !a.shares_task()
         });
         assert!(serial.await.unwrap());
     }

@@ -2,6 +2,7 @@
 //! each connection's [`ConnectionHandle`], the state of a group of
 //! connections (a listener's, an acceptor's), its counters and its shutdown.
 //!
+//! - `body`: what the middleware learns of a connection's request body;
 //! - `config`: [`LingerConfig`], [`LingerMode`];
 //! - `connection`: [`ConnectionHandle`], [`AsConnectionHandle`];
 //! - `current`: which connection the running task serves, for the
@@ -13,6 +14,7 @@
 //!
 //! Nothing here imports the IO, the middleware or the integrations.
 
+pub(crate) mod body;
 pub(crate) mod config;
 #[cfg(feature = "axum")]
 pub(crate) mod connect_info;
