@@ -155,11 +155,13 @@ impl<B: Body + Unpin> Body for LingerBody<B> {
 impl<B> Drop for LingerBody<B> {
     fn drop(&mut self) {
         // Dropped unread: hand the body back to the middleware.
-        if let (Some(tracking), Some(body)) = (self.tracking.take(), self.inner.take()) {
-            tracking
-                .slot
-                .get()
-                .hand_back(tracking.ticket, (tracking.erase)(body));
+        if let Some(tracking) = self.tracking.take() {
+            if let Some(body) = self.inner.take() {
+                tracking
+                    .slot
+                    .get()
+                    .hand_back(tracking.ticket, (tracking.erase)(body));
+            }
         }
     }
 }

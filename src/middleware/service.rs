@@ -235,14 +235,15 @@ where
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let check = self.check(&req);
-        let req = req.map(|body| match &check {
+        let (parts, body) = req.into_parts();
+        let body = match &check {
             Check::Body(tracked) => LingerBody::tracked(body, tracked.slot.clone(), tracked.ticket),
             Check::Nothing | Check::Connection(_) => LingerBody::untracked(body),
-        });
+        };
         ResponseFuture {
             check,
             rescuing: None,
-            inner: self.inner.call(req),
+            inner: self.inner.call(Request::from_parts(parts, body)),
         }
     }
 }

@@ -2,11 +2,14 @@
 //! order: the lingers first, then the listening socket, then the
 //! connections, then the closes left to tasks of their own.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -81,7 +84,7 @@ where
     let lingers = listener.shutdown_handle();
     let mut connections = Connections {
         serve,
-        stop: watch::channel(()),
+        stop: Arc::default(),
         done: watch::channel(()),
     };
     accept_until(&mut listener, &mut connections, Box::pin(signal)).await;
@@ -138,8 +141,7 @@ async fn accept_until<A, F>(
 /// to finish, and how to wait for them.
 struct Connections<F> {
     serve: F,
-    /// Sent once, when every connection is to finish.
-    stop: (watch::Sender<()>, watch::Receiver<()>),
+    stop: Arc<Stop>,
     /// Each connection's task holds a receiver until it ends.
     done: (watch::Sender<()>, watch::Receiver<()>),
 }
@@ -150,23 +152,37 @@ impl<F> Connections<F> {
         F: Fn(LingerIo<T>, Addr) -> Pin<Box<dyn Connection>>,
     {
         let mut conn = (self.serve)(io, addr);
-        let mut stop = self.stop.1.clone();
+        let stop = self.stop.clone();
         let done = self.done.1.clone();
         tokio::spawn(async move {
+            let mut watching: Option<(u64, Waker)> = None;
             let mut stopping = false;
-            loop {
-                tokio::select! {
-                    result = poll_fn(|cx| conn.as_mut().poll_serve(cx)) => {
-                        if let Err(e) = result {
-                            tracing::debug!("linger: connection ended: {e}");
+            let result = poll_fn(|cx| {
+                if !stopping {
+                    // The task's waker, registered once: a poll costs one
+                    // load, not a look at a channel.
+                    if !watching
+                        .as_ref()
+                        .is_some_and(|(_, w)| w.will_wake(cx.waker()))
+                    {
+                        if let Some((id, _)) = watching.take() {
+                            stop.forget(id);
                         }
-                        break;
+                        watching = Some((stop.watch(cx.waker()), cx.waker().clone()));
                     }
-                    _ = stop.changed(), if !stopping => {
+                    if stop.is_stopped() {
                         stopping = true;
                         conn.as_mut().graceful_shutdown();
                     }
                 }
+                conn.as_mut().poll_serve(cx)
+            })
+            .await;
+            if let Some((id, _)) = watching {
+                stop.forget(id);
+            }
+            if let Err(e) = result {
+                tracing::debug!("linger: connection ended: {e}");
             }
             drop(done);
         });
@@ -175,8 +191,57 @@ impl<F> Connections<F> {
     /// Tells every connection to finish, and waits until all have.
     async fn finish(self) {
         let Self { stop, done, .. } = self;
-        stop.0.send_replace(());
+        stop.stop();
         drop(done.1);
         done.0.closed().await;
+    }
+}
+
+/// The signal that tells every connection's task to finish: a flag each
+/// task reads when it is polled, and the tasks' wakers, to wake them once.
+#[derive(Default)]
+struct Stop {
+    stopped: AtomicBool,
+    wakers: Mutex<Wakers>,
+}
+
+#[derive(Default)]
+struct Wakers {
+    next: u64,
+    by_id: HashMap<u64, Waker>,
+}
+
+impl Stop {
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Wakes `waker` on the stop; the id to forget it by.
+    fn watch(&self, waker: &Waker) -> u64 {
+        let mut wakers = self.lock();
+        let id = wakers.next;
+        wakers.next += 1;
+        wakers.by_id.insert(id, waker.clone());
+        id
+    }
+
+    fn forget(&self, id: u64) {
+        self.lock().by_id.remove(&id);
+    }
+
+    /// Sets the flag, then wakes every task: a task that registers later
+    /// reads the flag after it registered, so none is missed.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let wakers = std::mem::take(&mut self.lock().by_id);
+        for waker in wakers.into_values() {
+            waker.wake();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Wakers> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
