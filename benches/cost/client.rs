@@ -17,24 +17,32 @@ pub(crate) enum Workload {
     GetOver(usize),
     /// Keep-alive `POST /echo` with a 1 KiB body the handler reads.
     Post,
+    /// `GET /ok` with `Connection: close`, one connection each: the accept,
+    /// the close, and with the crate the half-close and its linger.
+    Close,
     /// An upload answered 413 unread, one connection each.
     Reject,
 }
 
 impl Workload {
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Get,
         Self::GetOver(32),
         Self::GetOver(1000),
         Self::Post,
+        Self::Close,
         Self::Reject,
     ];
+
+    /// What runs unless `--workloads` says otherwise.
+    pub(crate) const DEFAULT: [Self; 4] = [Self::Get, Self::Post, Self::Close, Self::Reject];
 
     pub(crate) fn name(self) -> String {
         match self {
             Self::Get => "get".into(),
             Self::GetOver(n) => format!("get-over-{n}"),
             Self::Post => "post".into(),
+            Self::Close => "close".into(),
             Self::Reject => "reject".into(),
         }
     }
@@ -108,6 +116,19 @@ pub(crate) fn drive(port: u16, workload: Workload, requests: usize) -> Result<()
                     .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
                     .map_err(|e| e.to_string())?;
                 read_response(stream, &mut pending)?;
+            }
+        }
+        Workload::Close => {
+            for _ in 0..requests {
+                let mut stream = connect(port)?;
+                stream
+                    .write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .map_err(|e| e.to_string())?;
+                read_response(&mut stream, &mut pending)?;
+                pending.clear();
+                // The server's FIN: the connection is done on its side.
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest);
             }
         }
         Workload::Reject => {

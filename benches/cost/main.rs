@@ -1,33 +1,45 @@
-//! Cost per request in user-space instructions, counted by valgrind's
-//! callgrind: deterministic where wall-clock time on a shared 2-core
-//! machine is not.
+//! Cost per request of every wiring the README shows, beside the same
+//! server without the crate, in one run:
+//!
+//! - user-space instructions per request, counted by valgrind's callgrind:
+//!   deterministic where wall-clock time on a shared 2-core machine is not;
+//! - server CPU time per request under load (wrk and h2load), over
+//!   alternating rounds: the median ratio and its spread.
 //!
 //! ```text
-//! cargo bench --bench cost                 # every wiring, every workload (about five minutes)
-//! cargo bench --bench cost -- --quick      # N = 200 and 600 instead of 1,000 and 3,000
-//! cargo bench --bench cost -- --only readme --workloads get,post   # a subset (plain always runs)
+//! benches/cost.sh                          # installs valgrind, wrk and h2load, then runs the below
+//! cargo bench --bench cost                 # both tables (about 15 minutes)
+//! cargo bench --bench cost -- --quick      # N = 200 and 600 instead of 1,000 and 3,000; 3 rounds of 2 s
+//! cargo bench --bench cost -- --only readme --workloads get,post   # a subset (baselines always run)
+//! cargo bench --bench cost -- --no-load    # instructions only
+//! cargo bench --bench cost -- --rounds 7 --seconds 5
 //! cargo bench --bench cost -- --profile --only readme --workloads get   # where the extra instructions go
 //! ```
 //!
-//! For each wiring (plain axum, the README's, the others the README
-//! documents) and each workload, the server runs twice under
+//! Instructions: for each wiring and workload, the server runs twice under
 //! `valgrind --tool=callgrind` on a current-thread runtime: once serving N
-//! requests, once 3N. The difference of the two totals over 2N is the
-//! cost of one request, with start-up, binding and exit cancelled out.
+//! requests, once 3N. The difference of the two totals over 2N is the cost
+//! of one request, with start-up, binding and exit cancelled out.
 //! Workloads:
 //!
 //! - `get`: keep-alive `GET /ok` on one connection;
 //! - `get-over-32`, `get-over-1000`: the same round-robin over 32 and 1,000
-//!   open connections (how the cost grows with connections);
+//!   open connections (how the cost grows with connections; not by default);
 //! - `post`: keep-alive `POST /echo` with a 1 KiB body the handler reads;
+//! - `close`: `GET /ok` with `Connection: close`, one connection each;
 //! - `reject`: `POST /reject` with a 64 KiB body answered 413 unread, one
 //!   connection each: the close (and, with the crate, the linger until the
 //!   client closes).
 //!
-//! It prints each total per request and its ratio to plain axum. It needs
-//! valgrind (`apt-get install valgrind`) and fails without it.
+//! CPU under load: see `load.rs`. The server runs on CPU 1 and the load
+//! generator on CPU 0.
+//!
+//! Each ratio is to the wiring's baseline: plain axum, plain axum with
+//! connect-info, or plain hyper-util (see `serve.rs`). It needs valgrind,
+//! wrk and h2load, and fails without them (`benches/cost.sh` installs them).
 
 mod client;
+mod load;
 mod profile;
 mod serve;
 
@@ -39,6 +51,15 @@ use std::time::Duration;
 use client::Workload;
 use serve::Wiring;
 
+/// The wirings whose CPU under load is measured by default: the README's
+/// forms, beside their baselines.
+const LOADED: [Wiring; 4] = [
+    Wiring::Readme,
+    Wiring::InsideTheApp,
+    Wiring::ConnectInfo,
+    Wiring::ServeWith,
+];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("serve") {
@@ -49,77 +70,176 @@ fn main() -> ExitCode {
         serve::serve(wiring);
         return ExitCode::SUCCESS;
     }
+    match compare(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cost: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs what `args` ask for, and prints the table.
+fn compare(args: &[String]) -> Result<(), String> {
     // `cargo bench` passes `--bench`; other arguments filter nothing here.
-    let quick = args.iter().any(|a| a == "--quick");
-    let n = if quick { 200 } else { 1000 };
-    let listed = |flag: &str| -> Option<Vec<String>> {
-        let at = args.iter().position(|a| a == flag)?;
-        Some(args.get(at + 1)?.split(',').map(str::to_owned).collect())
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let value = |name: &str| -> Option<&str> {
+        let at = args.iter().position(|a| a == name)?;
+        args.get(at + 1).map(String::as_str)
     };
-    let wirings: Vec<Wiring> = match listed("--only") {
-        Some(names) => Wiring::ALL
-            .into_iter()
-            .filter(|w| *w == Wiring::Plain || names.iter().any(|n| n == w.name()))
-            .collect(),
+    let quick = flag("--quick");
+    let n = if quick { 200 } else { 1000 };
+    let shown: Vec<Wiring> = match value("--only") {
+        Some(names) => {
+            let names: Vec<&str> = names.split(',').collect();
+            Wiring::ALL
+                .into_iter()
+                .filter(|w| names.contains(&w.name()))
+                .collect()
+        }
         None => Wiring::ALL.to_vec(),
     };
-    let workloads: Vec<Workload> = match listed("--workloads") {
-        Some(names) => Workload::ALL
-            .into_iter()
-            .filter(|w| names.contains(&w.name()))
-            .collect(),
-        None => Workload::ALL.to_vec(),
+    // Baselines first, each once, then the rest in their order.
+    let mut wirings: Vec<Wiring> = shown.iter().map(|w| w.baseline()).collect();
+    wirings.extend(shown.iter().copied());
+    wirings.dedup();
+    let mut seen = Vec::new();
+    wirings.retain(|w| {
+        let first = !seen.contains(w);
+        seen.push(*w);
+        first
+    });
+    let workloads: Vec<Workload> = match value("--workloads") {
+        Some(names) => {
+            let names: Vec<&str> = names.split(',').collect();
+            Workload::ALL
+                .into_iter()
+                .filter(|w| names.contains(&w.name().as_str()))
+                .collect()
+        }
+        None => Workload::DEFAULT.to_vec(),
     };
+    let with_load = !flag("--no-load") && !flag("--profile");
+    let mut missing = vec![];
     if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("valgrind is missing: install it (apt-get install -y valgrind)");
-        return ExitCode::FAILURE;
+        missing.push("valgrind");
     }
-    if args.iter().any(|a| a == "--profile") {
-        return match profile::compare(&wirings, &workloads, n) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("profile: {e}");
-                ExitCode::FAILURE
+    if with_load {
+        for (tool, package) in load::TOOLS {
+            if Command::new(tool).arg("--version").output().is_err() {
+                missing.push(package);
             }
-        };
+        }
     }
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing {}: run benches/cost.sh, which installs them (apt-get install -y {})",
+            missing.join(", "),
+            missing.join(" ")
+        ));
+    }
+    if flag("--profile") {
+        return profile::compare(&wirings, &workloads, n);
+    }
+    let mut instructions = Vec::new();
+    for &wiring in &wirings {
+        let mut row = Vec::new();
+        for &workload in &workloads {
+            let figure = per_request(wiring, workload, n)
+                .map_err(|e| format!("{} {}: {e}", wiring.name(), workload.name()))?;
+            row.push(figure);
+        }
+        eprintln!("instructions: {} done", wiring.name());
+        instructions.push((wiring, row));
+    }
+    let loaded: Vec<Wiring> = wirings
+        .iter()
+        .copied()
+        .filter(|w| LOADED.contains(w) || LOADED.iter().any(|l| l.baseline() == *w))
+        .collect();
+    let rounds = value("--rounds")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if quick { 3 } else { 5 });
+    let seconds = value("--seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 2 } else { 3 });
+    let cpu = if with_load && !loaded.is_empty() {
+        Some(load::measure(&loaded, rounds, seconds)?)
+    } else {
+        None
+    };
+    print_table(&instructions, &workloads, n, cpu.as_ref(), rounds, seconds);
+    Ok(())
+}
+
+/// The figure of `wiring` in a row: its own value for a baseline, else the
+/// value and its ratio to the baseline's.
+fn cell(value: f64, baseline: f64, is_baseline: bool) -> String {
+    if is_baseline {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.0} (×{:.3})", value / baseline)
+    }
+}
+
+fn print_table(
+    instructions: &[(Wiring, Vec<f64>)],
+    workloads: &[Workload],
+    n: usize,
+    cpu: Option<&load::Figures>,
+    rounds: usize,
+    seconds: u64,
+) {
     println!(
         "user-space instructions per request (callgrind; totals at {} minus at {n}, over {})",
         3 * n,
         2 * n
     );
+    if cpu.is_some() {
+        println!(
+            "and server CPU per request under load (µs, /proc schedstat, user and system;              {rounds} alternating rounds of {seconds} s; baselines: median (min–max);              others: median ratio to the baseline in the same round (min–max))"
+        );
+    }
     println!();
-    let names: Vec<String> = workloads.iter().map(|w| w.name()).collect();
-    println!("| wiring | {} |", names.join(" | "));
-    println!("|---|{}", "---|".repeat(names.len()));
-    let mut baseline = vec![0.0; workloads.len()];
-    for &wiring in &wirings {
-        let mut cells = Vec::new();
-        for (i, &workload) in workloads.iter().enumerate() {
-            let per_request = match per_request(wiring, workload, n) {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("{} {}: {e}", wiring.name(), workload.name());
-                    return ExitCode::FAILURE;
-                }
-            };
-            if wiring == Wiring::Plain {
-                baseline[i] = per_request;
-                cells.push(format!("{per_request:.0}"));
-            } else {
-                cells.push(format!(
-                    "{per_request:.0} (×{:.3})",
-                    per_request / baseline[i]
-                ));
+    let mut header: Vec<String> = workloads.iter().map(|w| w.name()).collect();
+    if cpu.is_some() {
+        header.extend(load::Load::ALL.iter().map(|l| format!("{} CPU", l.name())));
+    }
+    println!("| wiring | {} |", header.join(" | "));
+    println!("|---|{}", "---|".repeat(header.len()));
+    let row_of = |w: Wiring| instructions.iter().find(|(x, _)| *x == w).map(|(_, r)| r);
+    for (wiring, row) in instructions {
+        let is_baseline = wiring.baseline() == *wiring;
+        let base = row_of(wiring.baseline()).unwrap_or(row);
+        let mut cells: Vec<String> = row
+            .iter()
+            .zip(base)
+            .map(|(v, b)| cell(*v, *b, is_baseline))
+            .collect();
+        if let Some(cpu) = cpu {
+            for l in load::Load::ALL {
+                let (Some(mine), Some(theirs)) =
+                    (cpu.get(&(*wiring, l)), cpu.get(&(wiring.baseline(), l)))
+                else {
+                    cells.push("—".into());
+                    continue;
+                };
+                cells.push(if is_baseline {
+                    let (m, lo, hi) = load::spread(mine);
+                    format!("{m:.2} µs ({lo:.2}–{hi:.2})")
+                } else {
+                    let ratios: Vec<f64> = mine.iter().zip(theirs).map(|(a, b)| a / b).collect();
+                    let (m, lo, hi) = load::spread(&ratios);
+                    format!("×{m:.3} ({lo:.3}–{hi:.3})")
+                });
             }
         }
         println!("| {} | {} |", wiring.name(), cells.join(" | "));
     }
     println!();
-    for wiring in wirings {
+    for (wiring, _) in instructions {
         println!("- {}: {}", wiring.name(), wiring.about());
     }
-    ExitCode::SUCCESS
 }
 
 /// Instructions per request of `workload` served by `wiring`.

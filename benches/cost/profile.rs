@@ -1,5 +1,5 @@
 //! `--profile`: where a wiring's extra instructions go, function by
-//! function, against plain axum (callgrind's self cost per function, read
+//! function, against its baseline (callgrind's self cost per function, read
 //! with `callgrind_annotate`, at 3N requests minus at N, over 2N).
 
 use std::collections::HashMap;
@@ -12,18 +12,24 @@ use crate::serve::Wiring;
 /// Rows printed per wiring and workload.
 const ROWS: usize = 25;
 
-/// Prints, for each workload and each wiring but plain, the functions whose
-/// instructions per request differ most from plain axum's.
+/// Prints, for each workload and each wiring but the baselines, the
+/// functions whose instructions per request differ most from its
+/// baseline's.
 pub(crate) fn compare(wirings: &[Wiring], workloads: &[Workload], n: usize) -> Result<(), String> {
     for &workload in workloads {
-        let plain = per_function(Wiring::Plain, workload, n)?;
-        for &wiring in wirings.iter().filter(|w| **w != Wiring::Plain) {
+        let mut baselines = HashMap::new();
+        for &wiring in wirings.iter().filter(|w| w.baseline() != **w) {
+            let base = wiring.baseline();
+            if let std::collections::hash_map::Entry::Vacant(e) = baselines.entry(base) {
+                e.insert(per_function(base, workload, n)?);
+            }
+            let plain = &baselines[&base];
             let other = per_function(wiring, workload, n)?;
             let mut rows: Vec<(f64, f64, f64, &str)> = plain
                 .keys()
                 .chain(other.keys())
                 .map(|f| {
-                    let (p, o) = (get(&plain, f), get(&other, f));
+                    let (p, o) = (get(plain, f), get(&other, f));
                     (o - p, o, p, f.as_str())
                 })
                 .collect();
@@ -31,11 +37,12 @@ pub(crate) fn compare(wirings: &[Wiring], workloads: &[Workload], n: usize) -> R
             rows.dedup_by(|a, b| a.3 == b.3);
             let extra: f64 = rows.iter().map(|r| r.0).sum();
             println!(
-                "\n{} against plain, {}: {extra:+.0} instructions a request",
+                "\n{} against {}, {}: {extra:+.0} instructions a request",
                 wiring.name(),
+                base.name(),
                 workload.name()
             );
-            println!("| more | {} | plain | function |", wiring.name());
+            println!("| more | {} | {} | function |", wiring.name(), base.name());
             println!("|---|---|---|---|");
             for (more, o, p, f) in rows.into_iter().filter(|r| r.0.abs() >= 1.0).take(ROWS) {
                 println!("| {more:+.0} | {o:.0} | {p:.0} | `{}` |", shorten(f));
