@@ -1,7 +1,8 @@
-//! `LingerConnectInfo` through axum's `into_make_service_with_connect_info`,
-//! inside the app (`Router::layer`): handlers get the peer address, and the
-//! middleware finds the connection's handle in it (the handler-close test in
-//! `connection_level.rs` covers the whole-app form).
+//! `LingerConnectInfo`, through axum's `into_make_service_with_connect_info`
+//! inside the app (`Router::layer`), and through
+//! `linger::serve(..).with_connect_info()`: handlers get the peer address,
+//! and the middleware finds the connection's handle in it (the
+//! handler-close test in `connection_level.rs` covers the other forms).
 
 mod support;
 
@@ -36,28 +37,50 @@ fn read_until(stream: &mut std::net::TcpStream, end: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// The app: `/whoami` answers the peer address it was given, `/mark` marks
+/// the connection closing through the handle in the connect info.
+fn app() -> Router {
+    Router::new().route("/whoami", get(whoami)).route(
+        "/mark",
+        post(
+            |ConnectInfo(info): ConnectInfo<LingerConnectInfo>| async move {
+                info.handle().mark_closing();
+                "marked"
+            },
+        ),
+    )
+}
+
 #[test]
 fn peer_address_and_handle_reach_the_app_and_the_middleware() {
     let rt = support::runtime::runtime();
     let addr = rt.block_on(async {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let app = Router::new()
-            .route("/whoami", get(whoami))
-            .route(
-                "/mark",
-                post(
-                    |ConnectInfo(info): ConnectInfo<LingerConnectInfo>| async move {
-                        info.handle().mark_closing();
-                        "marked"
-                    },
-                ),
-            )
-            .layer(LingerLayer::new().without_rescue());
+        let app = app().layer(LingerLayer::new().without_rescue());
         let make = app.into_make_service_with_connect_info::<LingerConnectInfo>();
         tokio::spawn(axum::serve(LingerListener::new(tcp), make).into_future());
         addr
     });
+    peer_address_then_marked_close(addr);
+}
+
+#[test]
+fn linger_serve_with_connect_info_gives_the_same() {
+    let rt = support::runtime::runtime();
+    let addr = rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        tokio::spawn(linger::serve(tcp, app()).with_connect_info().into_future());
+        addr
+    });
+    peer_address_then_marked_close(addr);
+}
+
+/// A client asks who it is (its own address comes back, the connection
+/// not closing), then asks to be marked: that response says
+/// `Connection: close` and the connection ends cleanly.
+fn peer_address_then_marked_close(addr: std::net::SocketAddr) {
     let mut client = support::client::connect(addr, None).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
