@@ -18,7 +18,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use linger::{LingerAcceptor, LingerConfig, LingerShutdown};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use support::lab::{self, Gate};
-use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome, TlsServer};
+use support::tls_trials::{pipelined_after_close, upload_write_first, TlsServer, Trial};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Trials per scenario and server.
@@ -108,12 +108,8 @@ impl TlsServer for Server {
     }
 }
 
-fn cured<F, Fut>(name: &str, trial: F)
-where
-    F: Fn(SocketAddr, CertificateDer<'static>) -> Fut + Copy,
-    Fut: std::future::Future<Output = Outcome>,
-{
-    support::tls_trials::cured::<Server, _, _>(name, TRIALS, BOUND, trial);
+fn cured(name: &str, trial: Trial) {
+    support::tls_trials::cured::<Server>(name, TRIALS, BOUND, trial);
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Lingering close under TLS, over loopback: the lab app served over
 //! `TlsStream<LingerIo<TcpStream>>` with the middleware around the whole app
 //! (it finds each connection's handle under TLS), and the same TLS server
-//! over a plain `TcpListener` to show the tests can fail here. The client is tokio-rustls, trusting a certificate made at test
-//! time.
+//! over a plain `TcpListener` to show the tests can fail here. The trials'
+//! client is a blocking rustls one running the reset lab's scenarios (the
+//! `close_notify` test's is tokio-rustls), trusting a certificate made at
+//! test time.
 //!
 //! A clean end under TLS is the server's `close_notify` (rustls's reader
 //! returns `Ok(0)`) followed by the TCP FIN (a raw read returns 0) and no
@@ -16,8 +18,9 @@ use std::time::Duration;
 use linger::{LingerLayer, LingerListener, LingerShutdown};
 use rustls::pki_types::CertificateDer;
 use support::lab;
+use support::probe::Outcome;
 use support::tls::{self_signed_acceptor, TestTlsListener};
-use support::tls_trials::{pipelined_after_close, upload_write_first, Outcome, TlsServer};
+use support::tls_trials::{pipelined_after_close, upload_write_first, TlsServer, Trial};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tower::Layer;
@@ -83,12 +86,8 @@ impl TlsServer for Server {
     }
 }
 
-fn cured<F, Fut>(name: &str, trial: F)
-where
-    F: Fn(SocketAddr, CertificateDer<'static>) -> Fut + Copy,
-    Fut: std::future::Future<Output = Outcome>,
-{
-    support::tls_trials::cured::<Server, _, _>(name, TRIALS, TRIAL_TIMEOUT, trial);
+fn cured(name: &str, trial: Trial) {
+    support::tls_trials::cured::<Server>(name, TRIALS, TRIAL_TIMEOUT, trial);
 }
 
 /// The 1 MiB body arrives whole, then `close_notify` and a FIN. Without the

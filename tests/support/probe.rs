@@ -94,7 +94,8 @@ pub(crate) fn exchange(
     exchange_over(|| client::connect(addr, rcvbuf), writes, gap, pause, status)
 }
 
-/// [`exchange`] over any stream `connect` opens (a Unix socket, say).
+/// [`exchange`] over any stream `connect` opens (a Unix socket or a TLS
+/// client, say).
 pub(crate) fn exchange_over<S: Read + Write + PendingError>(
     connect: impl FnOnce() -> io::Result<S>,
     writes: &[&[u8]],
@@ -103,14 +104,17 @@ pub(crate) fn exchange_over<S: Read + Write + PendingError>(
     status: u16,
 ) -> Outcome {
     let started = Instant::now();
-    let Ok(mut stream) = connect() else {
-        return Outcome::Wrong("connect failed".into());
+    let mut stream = match connect() {
+        Ok(stream) => stream,
+        Err(e) => return Outcome::Wrong(format!("connect failed: {e}")),
     };
     for (i, bytes) in writes.iter().enumerate() {
         if i > 0 {
             std::thread::sleep(gap);
         }
-        if let Err(e) = stream.write_all(bytes) {
+        // The flush sends what a buffering stream (TLS) still holds, and
+        // reports the write errors it met; a socket's is a no-op.
+        if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
             return Outcome::WriteFailed(e.kind().to_string());
         }
     }

@@ -123,9 +123,18 @@ fn write_upload(stream: &mut TcpStream, path: &str) -> std::io::Result<()> {
 }
 
 fn reject_upload_write_first(addr: SocketAddr) -> Outcome {
+    reject_upload_write_first_over(|| client::connect(addr, None))
+}
+
+/// [`reject_upload_write_first`] over any stream `connect` opens (a TLS
+/// client, say): `POST /reject/2048` with a 16 MiB body, all of it written
+/// before reading; any write error fails the trial.
+pub(crate) fn reject_upload_write_first_over<S: Read + Write + PendingError>(
+    connect: impl FnOnce() -> io::Result<S>,
+) -> Outcome {
     let mut upload = upload_head("/reject/2048", UPLOAD);
     upload.resize(upload.len() + UPLOAD, b'u');
-    exchange(addr, None, &[&upload], Duration::ZERO, Duration::ZERO, 413)
+    exchange_over(connect, &[&upload], Duration::ZERO, Duration::ZERO, 413)
 }
 
 fn reject_upload_interleaved(addr: SocketAddr, body: usize, rcvbuf: Option<usize>) -> Outcome {
@@ -163,8 +172,8 @@ fn pipelined_after_close(addr: SocketAddr, gap: Option<Duration>) -> Outcome {
 }
 
 /// [`pipelined_after_close`] over any stream `connect` opens (a Unix
-/// socket, say): a 1 MiB close response, and a 64 KiB padded request
-/// pipelined behind it.
+/// socket or a TLS client, say): a 1 MiB close response, and a 64 KiB
+/// padded request pipelined behind it.
 pub(crate) fn pipelined_after_close_over<S: Read + Write + PendingError>(
     connect: impl FnOnce() -> io::Result<S>,
     gap: Option<Duration>,

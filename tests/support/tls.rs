@@ -1,9 +1,12 @@
 //! TLS for the tests: a certificate made at test time, a server listener
-//! that runs the handshake over any axum listener's IO, and rustls clients.
+//! that runs the handshake over any axum listener's IO, and rustls clients:
+//! tokio-rustls ones, and a blocking one the reset lab's scenarios run over
+//! ([`TlsClient`]).
 
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -13,8 +16,14 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::{client, TlsAcceptor, TlsConnector};
 
-/// How long the test listener waits for one handshake.
+use super::client::PendingError;
+
+/// How long the test listener, and the blocking client, wait for one
+/// handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the clients wait, after the raw read that saw the FIN, before
+/// they ask the socket whether a reset followed it.
+const SETTLE: Duration = Duration::from_millis(20);
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -158,10 +167,92 @@ pub(crate) async fn connect(
 pub(crate) async fn tcp_end_is_clean(tcp: &mut TcpStream) -> Result<(), String> {
     let mut byte = [0u8; 1];
     let raw = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(SETTLE).await;
     let pending = tcp.take_error();
     match (raw, pending) {
         (Ok(Ok(0)), Ok(None)) => Ok(()),
         (raw, pending) => Err(format!("raw read {raw:?}, pending error {pending:?}")),
+    }
+}
+
+/// A blocking TLS client over a [`super::client::connect`]ed socket (every
+/// read and write bounded by [`super::client::IO_TIMEOUT`]), for the reset
+/// lab's scenarios over TLS.
+///
+/// Its [`PendingError`] is the clean end under TLS: once the TLS stream has
+/// read `close_notify` (`Ok(0)`), the TCP connection must end with a FIN (a
+/// raw read returns 0 within the read timeout) and no reset pending;
+/// anything else is reported as an error, which
+/// [`super::client::read_to_end`] counts as an EOF then a reset. A TLS
+/// stream that ends without `close_notify` fails its read with
+/// `UnexpectedEof` instead, and a reset with `ConnectionReset`.
+#[derive(Debug)]
+pub(crate) struct TlsClient {
+    tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+}
+
+impl TlsClient {
+    /// Connects to `addr` as `localhost`, trusting `cert` only, and
+    /// completes the handshake within [`HANDSHAKE_TIMEOUT`]; `rcvbuf` is
+    /// set before connecting, as [`super::client::connect`] does.
+    pub(crate) fn connect(
+        addr: SocketAddr,
+        cert: CertificateDer<'static>,
+        rcvbuf: Option<usize>,
+    ) -> io::Result<Self> {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut tcp = super::client::connect(addr, rcvbuf)?;
+        let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+        let mut conn = rustls::ClientConnection::new(Arc::new(client_config(cert)), name)
+            .map_err(io::Error::other)?;
+        // Each call reads or writes at least once, each bounded by the
+        // socket's timeouts, or fails.
+        while conn.is_handshaking() {
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no TLS handshake in time",
+                ));
+            }
+            conn.complete_io(&mut tcp)?;
+        }
+        Ok(Self {
+            tls: rustls::StreamOwned::new(conn, tcp),
+        })
+    }
+}
+
+impl Read for TlsClient {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tls.read(buf)
+    }
+}
+
+impl Write for TlsClient {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tls.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tls.flush()
+    }
+}
+
+impl PendingError for TlsClient {
+    /// After `close_notify`: `None` if the TCP connection ended with a FIN
+    /// and no reset; otherwise an error saying what was seen.
+    fn pending_error(&self) -> io::Result<Option<io::Error>> {
+        let mut tcp = &self.tls.sock;
+        let mut byte = [0u8; 1];
+        // Bounded by the socket's read timeout.
+        let raw = tcp.read(&mut byte);
+        std::thread::sleep(SETTLE);
+        let pending = tcp.take_error();
+        Ok(match (raw, pending) {
+            (Ok(0), Ok(None)) => None,
+            (raw, pending) => Some(io::Error::other(format!(
+                "after close_notify: raw read {raw:?}, pending error {pending:?}"
+            ))),
+        })
     }
 }
