@@ -6,12 +6,11 @@
 //! wiring to its baseline is taken in that round.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::client;
-use crate::serve::Wiring;
+use crate::serve::{self, Wiring};
 
 /// The load workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,19 +109,9 @@ struct Server {
 impl Server {
     fn start(wiring: Wiring) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = command_on(1, &exe.display().to_string())
-            .args(["serve", wiring.name()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("server: {e}"))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let port = line
-            .trim()
-            .parse()
-            .map_err(|_| format!("no port: {line:?}"))?;
+        let mut command = command_on(1, &exe.display().to_string());
+        command.args(["serve", wiring.name()]);
+        let (child, port) = serve::spawn(command)?;
         Ok(Self {
             wiring,
             child,

@@ -43,7 +43,6 @@ mod load;
 mod profile;
 mod serve;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -274,23 +273,14 @@ fn run(wiring: Wiring, workload: Workload, requests: usize) -> Result<PathBuf, S
         workload.name()
     ));
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new("valgrind")
+    let mut command = Command::new("valgrind");
+    command
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
         .args(["serve", wiring.name()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("valgrind: {e}"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let port: u16 = line
-        .trim()
-        .parse()
-        .map_err(|_| format!("no port: {line:?}"))?;
+        .stderr(Stdio::null());
+    let (mut child, port) = serve::spawn(command)?;
     let driven = client::drive(port, workload, requests).and_then(|()| client::exit(port));
     let status = client::wait(&mut child, Duration::from_secs(120));
     driven?;

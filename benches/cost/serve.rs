@@ -3,7 +3,9 @@
 //! once told to.
 
 use std::future::IntoFuture;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -107,6 +109,26 @@ impl Wiring {
 
     pub(crate) fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|w| w.name() == name)
+    }
+}
+
+/// Starts `command`, a server of this benchmark (`<bench> serve <wiring>`,
+/// maybe under a tool), and reads the port it prints.
+pub(crate) fn spawn(mut command: Command) -> Result<(Child, u16), String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("server: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    match line.trim().parse() {
+        Ok(port) => Ok((child, port)),
+        Err(_) => {
+            let _ = child.kill();
+            Err(format!("no port: {line:?}"))
+        }
     }
 }
 
