@@ -56,10 +56,10 @@ async fn main() -> std::io::Result<()> {
     tracing::info!("listening on http://{}", listener.local_addr()?);
     let lingers = listener.shutdown_handle();
 
-    // `linger::serve` is `axum::serve` with the middleware around the app:
-    // a response that ends its connection where hyper would not say so
-    // (here: the 413, whose request body is left unread) says
-    // `Connection: close`. On Ctrl-C every linger is cut to 2 s, new
+    // `linger::serve` serves as `axum::serve` does, with the middleware
+    // around the app: a response that ends its connection where hyper
+    // would not say so (here: the 413, whose request body is left unread)
+    // says `Connection: close`. On Ctrl-C every linger is cut to 2 s, new
     // connections are still answered until the lingers have ended, the
     // listening socket closes, axum finishes its connections, and `serve`
     // returns once every linger has ended.

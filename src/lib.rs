@@ -65,9 +65,10 @@
 //!
 //! # Features
 //!
-//! - `axum` (default): the axum listener, [`serve()`], connect-info and the
-//!   handle extractor;
-//! - `hyper` (default): [`LingerListener::serve_with`];
+//! - `axum` (default; turns on `hyper`): the axum listener, [`serve()`],
+//!   connect-info and the handle extractor;
+//! - `hyper` (default): [`LingerListener::serve_with`], and [`Linger`] as a
+//!   hyper service;
 //! - `tokio-rustls`: [`AsConnectionHandle`] for tokio-rustls server streams;
 //! - `axum-server`: `LingerAcceptor`, for axum-server;
 //! - `doctor`: the `doctor` module (Linux).

@@ -73,8 +73,8 @@ impl LingerShutdown {
     /// shutdown, then waits for the lingers running on tasks of their own
     /// ([`LingerConfig::detach`](crate::LingerConfig::detach), the default)
     /// to end: the argument for axum's `with_graceful_shutdown`.
-    /// [`linger::serve`](crate::serve())'s `with_graceful_shutdown` uses it,
-    /// and waits for the rest itself.
+    /// [`linger::serve`](crate::serve())'s `with_graceful_shutdown` runs the
+    /// same sequence in its own accept loop, and waits for the rest itself.
     ///
     /// Each linger is cut to the
     /// [`short_deadline`](crate::LingerConfig::short_deadline) (2 s by
