@@ -14,6 +14,7 @@
 //! cargo bench --bench cost -- --no-load    # instructions only
 //! cargo bench --bench cost -- --rounds 7 --seconds 5
 //! cargo bench --bench cost -- --profile --only readme --workloads get   # where the extra instructions go
+//! cargo bench --bench cost -- --profile --only inside-the-app --against empty-layer
 //! ```
 //!
 //! Instructions: for each wiring and workload, the server runs twice under
@@ -32,7 +33,9 @@
 //!   client closes).
 //!
 //! CPU under load: see `load.rs`. The server runs on CPU 1 and the load
-//! generator on CPU 0.
+//! generator on CPU 0; 7 rounds of 3 s by default. `plain-again`, plain
+//! axum against a second plain axum, shows how far two identical servers'
+//! figures stray on this machine: the noise floor to read the others by.
 //!
 //! Each ratio is to the wiring's baseline: plain axum, plain axum with
 //! connect-info, or plain hyper-util (see `serve.rs`). It needs valgrind,
@@ -50,9 +53,10 @@ use std::time::Duration;
 use client::Workload;
 use serve::Wiring;
 
-/// The wirings whose CPU under load is measured by default: the README's
-/// forms, beside their baselines.
-const LOADED: [Wiring; 4] = [
+/// The wirings whose CPU under load is measured: the README's forms,
+/// beside their baselines, and plain axum against itself.
+const LOADED: [Wiring; 5] = [
+    Wiring::PlainAgain,
     Wiring::Readme,
     Wiring::InsideTheApp,
     Wiring::ConnectInfo,
@@ -138,7 +142,11 @@ fn compare(args: &[String]) -> Result<(), String> {
         ));
     }
     if flag("--profile") {
-        return profile::compare(&wirings, &workloads, n);
+        let against = match value("--against") {
+            Some(name) => Some(Wiring::parse(name).ok_or(format!("no wiring {name}"))?),
+            None => None,
+        };
+        return profile::compare(&shown, against, &workloads, n);
     }
     let mut instructions = Vec::new();
     for &wiring in &wirings {
@@ -158,7 +166,7 @@ fn compare(args: &[String]) -> Result<(), String> {
         .collect();
     let rounds = value("--rounds")
         .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 3 } else { 5 });
+        .unwrap_or(if quick { 3 } else { 7 });
     let seconds = value("--seconds")
         .and_then(|s| s.parse().ok())
         .unwrap_or(if quick { 2 } else { 3 });

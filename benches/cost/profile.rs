@@ -14,12 +14,17 @@ const ROWS: usize = 25;
 
 /// Prints, for each workload and each wiring but the baselines, the
 /// functions whose instructions per request differ most from its
-/// baseline's.
-pub(crate) fn compare(wirings: &[Wiring], workloads: &[Workload], n: usize) -> Result<(), String> {
+/// baseline's, or from `against`'s.
+pub(crate) fn compare(
+    wirings: &[Wiring],
+    against: Option<Wiring>,
+    workloads: &[Workload],
+    n: usize,
+) -> Result<(), String> {
     for &workload in workloads {
         let mut baselines = HashMap::new();
         for &wiring in wirings.iter().filter(|w| w.baseline() != **w) {
-            let base = wiring.baseline();
+            let base = against.unwrap_or(wiring.baseline());
             if let std::collections::hash_map::Entry::Vacant(e) = baselines.entry(base) {
                 e.insert(per_function(base, workload, n)?);
             }

@@ -23,6 +23,9 @@ use tower::Layer;
 pub(crate) enum Wiring {
     /// axum alone: `axum::serve` on tokio's `TcpListener`.
     Plain,
+    /// The same again, a server of its own: against `Plain`, the noise
+    /// floor of the figures (an A/A comparison).
+    PlainAgain,
     /// The README's: `linger::serve`.
     Readme,
     /// The layer inside the app: `axum::serve(LingerListener, app.layer(LingerLayer::new()))`.
@@ -47,8 +50,9 @@ pub(crate) enum Wiring {
 }
 
 impl Wiring {
-    pub(crate) const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Plain,
+        Self::PlainAgain,
         Self::Readme,
         Self::InsideTheApp,
         Self::EmptyLayer,
@@ -63,6 +67,7 @@ impl Wiring {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Plain => "plain",
+            Self::PlainAgain => "plain-again",
             Self::Readme => "readme",
             Self::InsideTheApp => "inside-the-app",
             Self::EmptyLayer => "empty-layer",
@@ -78,6 +83,7 @@ impl Wiring {
     pub(crate) fn about(self) -> &'static str {
         match self {
             Self::Plain => "plain axum: axum::serve(TcpListener, app)",
+            Self::PlainAgain => "plain axum again, a server of its own: the noise floor (A/A)",
             Self::Readme => "linger::serve(listener, app), the README's",
             Self::InsideTheApp => {
                 "axum::serve(LingerListener, app.layer(LingerLayer::new())), the README's inside the app"
@@ -167,7 +173,9 @@ pub(crate) fn serve(wiring: Wiring) {
         let tcp = LingerListener::bind("127.0.0.1:0").await.expect("bind");
         println!("{}", tcp.local_addr().expect("address").port());
         let server = match wiring {
-            Wiring::Plain => tokio::spawn(axum::serve(tcp.into_inner(), app).into_future()),
+            Wiring::Plain | Wiring::PlainAgain => {
+                tokio::spawn(axum::serve(tcp.into_inner(), app).into_future())
+            }
             Wiring::Readme => tokio::spawn(linger::serve(tcp, app).into_future()),
             Wiring::InsideTheApp => {
                 tokio::spawn(axum::serve(tcp, app.layer(LingerLayer::new())).into_future())

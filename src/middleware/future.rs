@@ -5,13 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{Response, StatusCode};
+use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
 use crate::middleware::body::SlotRef;
 use crate::middleware::rescue::{Rescue, Rescuing};
-use crate::middleware::rules::{ensure_close, has_close};
+use crate::middleware::rules::{ensure_close, has_close, leaves_alone};
 use crate::state::body::BodyEnd;
 use crate::state::connection::ConnectionHandle;
 
@@ -183,7 +183,7 @@ impl TrackedBody {
             }
             BodyEnd::Unread(leftover) => leftover,
         };
-        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if leaves_alone(res) {
             return Settled::Done;
         }
         // Asked only of an unread body: a response that keeps its
@@ -224,7 +224,7 @@ fn rescued<R, E>(
 /// touched.
 #[cold]
 fn close<R>(res: &mut Response<R>, handle: Option<&ConnectionHandle>) {
-    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+    if leaves_alone(res) {
         return;
     }
     ensure_close(res.headers_mut());

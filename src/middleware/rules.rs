@@ -11,6 +11,15 @@
 //! middleware's.
 
 use http::header::{HeaderMap, HeaderValue, CONNECTION};
+use http::{Response, StatusCode};
+
+/// Whether the middleware leaves `res` as it is, whatever else it knows: a
+/// `101 Switching Protocols` hands the connection to another protocol,
+/// which ends it its own way.
+#[inline]
+pub(crate) fn leaves_alone<R>(res: &Response<R>) -> bool {
+    res.status() == StatusCode::SWITCHING_PROTOCOLS
+}
 
 /// Whether `Connection` lists `close`.
 pub(crate) fn has_close(headers: &HeaderMap) -> bool {
