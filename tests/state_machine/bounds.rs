@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready_ok, task};
 
-use crate::harness::{config, counts, expect_eof, served, within, Counts, IDLE, MS, REQUEST};
+use crate::harness::{config, counts, expect_eof, served, within, IDLE, MS, REQUEST};
+use crate::support::stats::Ends;
 
 /// The most one drain read takes.
 const READ_LEN: u64 = DRAIN_READ_LEN as u64;
@@ -27,12 +28,14 @@ async fn peer_closed_but_eof_unread_ends_in_the_first_poll() {
     assert_ready_ok!(task::spawn(io.shutdown()).poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            peer_closed: 1,
-            bytes: 4,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                peer_closed: 1,
+                ..Ends::default()
+            },
+            4,
+        )
     );
 }
 
@@ -57,12 +60,14 @@ async fn idle_timeout_ends_the_linger_and_input_resets_it() {
     assert_ready_ok!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            idle_timeout: 1,
-            bytes: 1,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                idle_timeout: 1,
+                ..Ends::default()
+            },
+            1,
+        )
     );
     // The peer is still open: the bound ended it, not the peer.
     drop(peer);
@@ -89,12 +94,14 @@ async fn deadline_ends_a_trickling_linger() {
     assert_ready_ok!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            deadline: 1,
-            bytes: 3,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                deadline: 1,
+                ..Ends::default()
+            },
+            3,
+        )
     );
     drop(peer);
 }
@@ -126,18 +133,14 @@ async fn byte_cap_ends_a_flooding_linger() {
     }
     assert!(failed, "{sent} bytes flooded without a write error");
     within(server).await.unwrap().unwrap();
-    let stats = counts(&handle);
-    assert!(
-        stats.bytes >= MAX && stats.bytes < MAX + READ_LEN,
-        "{stats:?}"
-    );
+    let (ends, bytes) = counts(&handle);
+    assert!(bytes >= MAX && bytes < MAX + READ_LEN, "{bytes}");
     assert_eq!(
-        stats,
-        Counts {
+        ends,
+        Ends {
             started: 1,
             byte_cap: 1,
-            bytes: stats.bytes,
-            ..Counts::default()
+            ..Ends::default()
         }
     );
 }
@@ -172,12 +175,14 @@ async fn a_flood_yields_between_batches_of_reads() {
     assert_ready_ok!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            peer_closed: 1,
-            bytes: 4000,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                peer_closed: 1,
+                ..Ends::default()
+            },
+            4000,
+        )
     );
 }
 
@@ -194,11 +199,14 @@ async fn a_read_error_ends_the_linger() {
     assert_ready_ok!(task::spawn(io.shutdown()).poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            error: 1,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                error: 1,
+                ..Ends::default()
+            },
+            0,
+        )
     );
 }
 
@@ -223,7 +231,7 @@ async fn unbounded_looking_bounds_do_not_overflow() {
     assert_pending!(shutdown.poll());
     drop(peer);
     assert_ready_ok!(shutdown.poll());
-    assert_eq!(counts(&handle).peer_closed, 1);
+    assert_eq!(counts(&handle).0.peer_closed, 1);
 }
 
 /// An IO whose half-close never completes (a TLS close_notify behind a

@@ -11,9 +11,9 @@ use tokio::time::advance;
 use tokio_test::{assert_pending, assert_ready_ok, task};
 
 use crate::harness::{
-    alive_tasks, config, counts, expect_eof, pipe, served, served_by, settle, within, Counts,
-    REQUEST,
+    alive_tasks, config, counts, expect_eof, pipe, served, served_by, settle, within, REQUEST,
 };
+use crate::support::stats::Ends;
 
 #[tokio::test]
 async fn shutdown_after_completion_is_ready_at_once() {
@@ -38,7 +38,7 @@ async fn shutdown_after_completion_is_ready_at_once() {
     within(peer.write_all(b"late input")).await.unwrap();
     handle.mark_closing();
     assert_ready_ok!(task::spawn(io.shutdown()).poll());
-    assert_eq!(counts(&handle), Counts::default());
+    assert_eq!(counts(&handle), (Ends::default(), 0));
 }
 
 #[tokio::test]
@@ -51,22 +51,24 @@ async fn dropped_without_shutdown_finishes_the_close_on_a_task() {
 
     // The task half-closes, then drains.
     expect_eof(&mut peer).await;
-    assert!(settle(|| counts(&handle).lingering == 1).await);
+    assert!(settle(|| counts(&handle).0.lingering == 1).await);
     within(peer.write_all(b"discarded")).await.unwrap();
     drop(peer);
     assert!(
-        settle(|| counts(&handle).lingering == 0).await,
+        settle(|| counts(&handle).0.lingering == 0).await,
         "{:?}",
         counts(&handle)
     );
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            peer_closed: 1,
-            bytes: 9,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                peer_closed: 1,
+                ..Ends::default()
+            },
+            9,
+        )
     );
     assert!(settle(|| alive_tasks() == tasks).await, "the task ended");
 }
@@ -79,7 +81,7 @@ async fn dropped_without_reason_to_linger_spawns_nothing() {
     drop(io);
     assert_eq!(alive_tasks(), tasks);
     expect_eof(&mut peer).await;
-    assert_eq!(counts(&handle), Counts::default());
+    assert_eq!(counts(&handle), (Ends::default(), 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,18 +107,20 @@ async fn dropped_mid_linger_continues_the_same_linger() {
     // At 12 s: the deadline of the linger that started at 0 s ends it. A
     // fresh linger from 4 s would run to 16 s.
     assert!(
-        settle(|| counts(&handle).lingering == 0).await,
+        settle(|| counts(&handle).0.lingering == 0).await,
         "{:?}",
         counts(&handle)
     );
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            deadline: 1,
-            bytes: 2,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                deadline: 1,
+                ..Ends::default()
+            },
+            2,
+        )
     );
     drop(peer);
 }
@@ -139,7 +143,7 @@ fn dropped_outside_a_runtime_closes_plainly() {
     let mut buf = [0u8; 16];
     let mut read = task::spawn(peer.read(&mut buf));
     assert_eq!(assert_ready_ok!(read.poll()), 0, "peer sees EOF");
-    assert_eq!(counts(&handle), Counts::default());
+    assert_eq!(counts(&handle), (Ends::default(), 0));
 }
 
 /// Detached (the default): `shutdown` is ready once the IO has half-closed,

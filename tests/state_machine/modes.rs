@@ -6,7 +6,8 @@ use linger::LingerMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_test::{assert_pending, assert_ready_ok, task};
 
-use crate::harness::{config, counts, expect_eof, pipe, served, within, Counts, REQUEST};
+use crate::harness::{config, counts, expect_eof, pipe, served, within, REQUEST};
+use crate::support::stats::Ends;
 
 #[tokio::test]
 async fn on_half_closes_then_drains_until_the_peer_closes() {
@@ -17,11 +18,14 @@ async fn on_half_closes_then_drains_until_the_peer_closes() {
     assert_pending!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            lingering: 1,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                lingering: 1,
+                ..Ends::default()
+            },
+            0,
+        )
     );
     // Half-closed first: the peer reads EOF while the server still reads.
     expect_eof(&mut peer).await;
@@ -36,12 +40,14 @@ async fn on_half_closes_then_drains_until_the_peer_closes() {
     assert_ready_ok!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            peer_closed: 1,
-            bytes: 13,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                peer_closed: 1,
+                ..Ends::default()
+            },
+            13,
+        )
     );
 }
 
@@ -51,7 +57,7 @@ async fn on_without_input_closes_at_once() {
     let handle = io.handle().clone();
     assert_ready_ok!(task::spawn(io.shutdown()).poll());
     expect_eof(&mut peer).await;
-    assert_eq!(counts(&handle), Counts::default());
+    assert_eq!(counts(&handle), (Ends::default(), 0));
 }
 
 #[tokio::test]
@@ -61,16 +67,19 @@ async fn on_without_input_lingers_when_marked_closing() {
     handle.mark_closing();
     let mut shutdown = task::spawn(io.shutdown());
     assert_pending!(shutdown.poll());
-    assert_eq!(counts(&handle).lingering, 1);
+    assert_eq!(counts(&handle).0.lingering, 1);
     drop(peer);
     assert_ready_ok!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            peer_closed: 1,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                peer_closed: 1,
+                ..Ends::default()
+            },
+            0,
+        )
     );
 }
 
@@ -82,16 +91,19 @@ async fn always_lingers_without_input() {
     assert_pending!(shutdown.poll());
     expect_eof(&mut peer).await;
     assert_pending!(shutdown.poll());
-    assert_eq!(counts(&handle).lingering, 1);
+    assert_eq!(counts(&handle).0.lingering, 1);
     drop(peer);
     assert_ready_ok!(shutdown.poll());
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            peer_closed: 1,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                peer_closed: 1,
+                ..Ends::default()
+            },
+            0,
+        )
     );
 }
 
@@ -104,7 +116,7 @@ async fn off_never_lingers() {
     handle.mark_closing();
     assert_ready_ok!(task::spawn(io.shutdown()).poll());
     expect_eof(&mut peer).await;
-    assert_eq!(counts(&handle), Counts::default());
+    assert_eq!(counts(&handle), (Ends::default(), 0));
 }
 
 #[tokio::test]
@@ -118,7 +130,7 @@ async fn disable_linger_turns_it_off() {
         assert!(handle.is_linger_disabled());
         assert_ready_ok!(task::spawn(io.shutdown()).poll());
         expect_eof(&mut peer).await;
-        assert_eq!(counts(&handle), Counts::default(), "{mode:?}");
+        assert_eq!(counts(&handle), (Ends::default(), 0), "{mode:?}");
     }
 }
 
@@ -133,7 +145,7 @@ async fn input_at_eof_before_shutdown_closes_at_once() {
         handle.mark_closing();
         assert_ready_ok!(task::spawn(io.shutdown()).poll());
         expect_eof(&mut peer).await;
-        assert_eq!(counts(&handle), Counts::default(), "{mode:?}");
+        assert_eq!(counts(&handle), (Ends::default(), 0), "{mode:?}");
     }
 }
 
@@ -148,15 +160,18 @@ async fn on_lingers_for_input_the_server_never_read() {
     expect_eof(&mut peer).await;
     assert_eq!(
         counts(&handle),
-        Counts {
-            started: 1,
-            lingering: 1,
-            ..Counts::default()
-        }
+        (
+            Ends {
+                started: 1,
+                lingering: 1,
+                ..Ends::default()
+            },
+            0,
+        )
     );
     drop(peer);
     assert!(shutdown.is_woken());
     assert_ready_ok!(shutdown.poll());
     let done = counts(&handle);
-    assert_eq!((done.peer_closed, done.bytes), (1, REQUEST.len() as u64));
+    assert_eq!((done.0.peer_closed, done.1), (1, REQUEST.len() as u64));
 }
