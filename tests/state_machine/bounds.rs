@@ -134,7 +134,7 @@ async fn byte_cap_ends_a_flooding_linger() {
     assert!(failed, "{sent} bytes flooded without a write error");
     within(server).await.unwrap().unwrap();
     let (ends, bytes) = counts(&handle);
-    assert!(bytes >= MAX && bytes < MAX + READ_LEN, "{bytes}");
+    assert!((MAX..MAX + READ_LEN).contains(&bytes), "{bytes}");
     assert_eq!(
         ends,
         Ends {
