@@ -54,13 +54,10 @@ fn app() -> Router {
 #[test]
 fn peer_address_and_handle_reach_the_app_and_the_middleware() {
     let rt = support::runtime::runtime();
-    let addr = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
+    let addr = serve_on_loopback(&rt, |tcp| {
         let app = app().layer(LingerLayer::new().without_rescue());
         let make = app.into_make_service_with_connect_info::<LingerConnectInfo>();
-        tokio::spawn(axum::serve(LingerListener::new(tcp), make).into_future());
-        addr
+        axum::serve(LingerListener::new(tcp), make).into_future()
     });
     peer_address_then_marked_close(addr);
 }
@@ -68,13 +65,27 @@ fn peer_address_and_handle_reach_the_app_and_the_middleware() {
 #[test]
 fn linger_serve_with_connect_info_gives_the_same() {
     let rt = support::runtime::runtime();
-    let addr = rt.block_on(async {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        tokio::spawn(linger::serve(tcp, app()).with_connect_info().into_future());
-        addr
+    let addr = serve_on_loopback(&rt, |tcp| {
+        linger::serve(tcp, app()).with_connect_info().into_future()
     });
     peer_address_then_marked_close(addr);
+}
+
+/// Spawns the server `serve` makes of a loopback listener on `rt`; its
+/// address.
+fn serve_on_loopback<F>(
+    rt: &tokio::runtime::Runtime,
+    serve: impl FnOnce(tokio::net::TcpListener) -> F,
+) -> std::net::SocketAddr
+where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    rt.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        tokio::spawn(serve(tcp));
+        addr
+    })
 }
 
 /// A client asks who it is (its own address comes back, the connection

@@ -1,5 +1,6 @@
 //! [`LingerBody`]: a request body that records whether it was read to its
-//! end; [`InnerBody`]: how the middleware hands it to the inner service.
+//! end, in the slot of its connection; which body type the middleware
+//! hands its inner service (`LingerBodies`, `AxumBodies`).
 
 use std::fmt;
 use std::pin::Pin;
@@ -91,9 +92,7 @@ impl<B> LingerBody<B> {
             tracking: None,
         }
     }
-}
 
-impl<B> LingerBody<B> {
     /// A reference to the inner body.
     pub fn get_ref(&self) -> &B {
         self.inner
@@ -101,8 +100,9 @@ impl<B> LingerBody<B> {
             .expect("LingerBody holds its body until dropped")
     }
 
-    /// Unwraps the inner body; reading it is no longer tracked, and the
-    /// connection ends after the response unless it is read to its end.
+    /// Unwraps the inner body. Reading it is no longer tracked: a tracked
+    /// body unwrapped counts as unread, and its response ends the
+    /// connection.
     pub fn into_inner(mut self) -> B {
         self.tracking = None;
         self.inner

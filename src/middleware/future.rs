@@ -9,7 +9,7 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::middleware::body::SlotRef;
+use crate::middleware::body::{LingerBody, SlotRef};
 use crate::middleware::rescue::{Rescue, Rescuing};
 use crate::middleware::rules::{ensure_close, has_close, leaves_alone};
 use crate::state::body::BodyEnd;
@@ -26,7 +26,7 @@ pin_project! {
         pub(crate) check: Check,
         // Boxed: rare, and large (it holds a response), so the common
         // future stays small.
-        pub(crate) rescuing: Option<Box<Rescuing<F::Output, B>>>,
+        pub(crate) rescuing: RescueSlot<F::Output, B>,
     }
 }
 
@@ -161,6 +161,12 @@ impl Check {
 }
 
 impl TrackedBody {
+    /// `body`, tracked under this ticket.
+    #[inline]
+    pub(crate) fn wrap<B: Send + 'static>(&self, body: B) -> LingerBody<B> {
+        LingerBody::tracked(body, self.slot.clone(), self.ticket)
+    }
+
     fn handle(&self) -> Option<&ConnectionHandle> {
         match &self.slot {
             SlotRef::Connection(handle) => Some(handle),

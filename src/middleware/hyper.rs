@@ -142,11 +142,7 @@ where
                     let check = linger.check(&req);
                     let (parts, body) = req.into_parts();
                     let body = match &check {
-                        Check::Body(tracked) => W::tracked(LingerBody::tracked(
-                            body,
-                            tracked.slot.clone(),
-                            tracked.ticket,
-                        )),
+                        Check::Body(tracked) => W::tracked(tracked.wrap(body)),
                         Check::Nothing | Check::Connection(_) => W::untracked(body),
                     };
                     *this.check = check;

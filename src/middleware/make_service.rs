@@ -12,7 +12,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::middleware::body::{AxumBodies, LingerBody};
+use crate::middleware::body::AxumBodies;
 use crate::middleware::future::{Check, ResponseFuture};
 use crate::middleware::service::Linger;
 use crate::state::connection::AsConnectionHandle;
@@ -100,11 +100,7 @@ where
         let check = self.check(&req);
         if let Check::Body(tracked) = &check {
             let body = std::mem::take(req.body_mut());
-            *req.body_mut() = Body::new(LingerBody::tracked(
-                body,
-                tracked.slot.clone(),
-                tracked.ticket,
-            ));
+            *req.body_mut() = Body::new(tracked.wrap(body));
         }
         ResponseFuture {
             check,

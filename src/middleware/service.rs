@@ -237,7 +237,7 @@ where
         let check = self.check(&req);
         let (parts, body) = req.into_parts();
         let body = match &check {
-            Check::Body(tracked) => LingerBody::tracked(body, tracked.slot.clone(), tracked.ticket),
+            Check::Body(tracked) => tracked.wrap(body),
             Check::Nothing | Check::Connection(_) => LingerBody::untracked(body),
         };
         ResponseFuture {
